@@ -1,0 +1,359 @@
+"""The local runner: starts the real Kafka, Redis and nginx and the three services on one machine.
+
+It mirrors docker-compose.yml (same services, same ``LIVEFEED_*`` settings, same gateway
+config) for machines without a Docker engine. ``python -m deploy.stack up`` runs the stack in
+the foreground until Ctrl-C or SIGTERM; the tests drive :class:`Stack` directly, on other ports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from string import Template
+
+__all__ = ["KAFKA_VERSION", "Stack", "Topology", "main"]
+
+ROOT = Path(__file__).resolve().parent.parent
+DEPLOY = ROOT / "deploy"
+KAFKA_VERSION = "4.1.1"
+CACHE = Path(os.environ.get("LIVEFEED_CACHE", Path.home() / ".cache" / "livefeed"))
+SERVICES = ("ingest", "history", "fanout")
+DEMO_TOKEN = "demo-newsroom-token"
+
+
+@dataclass(frozen=True)
+class Topology:
+    """Ports of every process; compose uses the same service ports inside its network."""
+
+    gateway: int = 8080
+    ingest: int = 8001
+    history: int = 8002
+    fanout: int = 8003
+    fanout_sse: int = 8004
+    kafka: int = 9092
+    kafka_controller: int = 9093
+    redis: int = 6380
+    host: str = "127.0.0.1"
+
+    @classmethod
+    def shifted(cls, by: int) -> Topology:
+        """The default ports plus ``by``: a second stack (the tests') beside a running one."""
+        base = cls()
+        return replace(
+            base,
+            **{name: getattr(base, name) + by for name in (
+                "gateway", "ingest", "history", "fanout", "fanout_sse", "kafka", "kafka_controller", "redis")},
+        )
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.gateway}"
+
+
+@dataclass
+class Stack:
+    """The processes of one stack, their logs under ``run_dir``, and how to stop them."""
+
+    topology: Topology = field(default_factory=Topology)
+    run_dir: Path = ROOT / ".run"
+    token: str = DEMO_TOKEN
+    extra_env: dict[str, str] = field(default_factory=dict)
+    quiet: bool = False
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def log(self, message: str) -> None:
+        if not self.quiet:
+            print(f"livefeed: {message}", flush=True)
+
+    # -- settings -------------------------------------------------------------------------
+    def env(self) -> dict[str, str]:
+        """The ``LIVEFEED_*`` environment every service gets (the README table lists them)."""
+        t = self.topology
+        env = {
+            "LIVEFEED_KAFKA_BOOTSTRAP": f"{t.host}:{t.kafka}",
+            "LIVEFEED_REDIS_URL": f"redis://{t.host}:{t.redis}/0",
+            "LIVEFEED_NEWSROOM_TOKENS": self.token,
+            "LIVEFEED_INGEST_HOST": t.host,
+            "LIVEFEED_INGEST_PORT": str(t.ingest),
+            "LIVEFEED_HISTORY_HOST": t.host,
+            "LIVEFEED_HISTORY_PORT": str(t.history),
+            "LIVEFEED_FANOUT_HOST": t.host,
+            "LIVEFEED_FANOUT_PORT": str(t.fanout),
+            "LIVEFEED_FANOUT_SSE_PORT": str(t.fanout_sse),
+            "LIVEFEED_ALLOWED_ORIGINS": f"http://{t.host}:{t.gateway},http://localhost:{t.gateway}",
+        }
+        env.update(self.extra_env)
+        return env
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start everything, in dependency order, each one up before the next."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.start_redis()
+        self.start_kafka()
+        for name in SERVICES:
+            self.start_service(name)
+        self.start_gateway()
+
+    def stop(self) -> None:
+        for name in reversed(list(self.procs)):
+            self.stop_process(name)
+
+    def start_redis(self) -> None:
+        data = self.run_dir / "redis"
+        data.mkdir(parents=True, exist_ok=True)
+        self._spawn(
+            "redis",
+            [_need("redis-server"), "--bind", self.topology.host, "--port", str(self.topology.redis),
+             "--dir", str(data), "--save", "", "--appendonly", "no", "--protected-mode", "yes",
+             "--maxmemory", "1gb", "--maxmemory-policy", "noeviction"],
+        )
+        _wait_port(self.topology.host, self.topology.redis, 30, "redis")
+
+    def start_kafka(self) -> None:
+        libs = fetch_kafka(log=self.log)
+        data = self.run_dir / "kafka" / "data"
+        props = self.run_dir / "kafka" / "server.properties"
+        props.parent.mkdir(parents=True, exist_ok=True)
+        props.write_text(
+            Template((DEPLOY / "kafka" / "server.properties").read_text()).substitute(
+                KAFKA_PORT=self.topology.kafka,
+                KAFKA_CONTROLLER_PORT=self.topology.kafka_controller,
+                KAFKA_DATA=data,
+            )
+        )
+        java = [_need("java"), "-Xms256m", "-Xmx768m", "-XX:+UseG1GC",
+                f"-Dlog4j2.configurationFile={DEPLOY / 'kafka' / 'log4j2.yaml'}", "-cp", f"{libs}/*"]
+        if not (data / "meta.properties").exists():
+            self.log("formatting kafka storage (KRaft)")
+            cluster = subprocess.run([*java, "kafka.tools.StorageTool", "random-uuid"],
+                                     check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
+            subprocess.run([*java, "kafka.tools.StorageTool", "format", "-t", cluster, "-c", str(props)],
+                           check=True, capture_output=True)
+        self._spawn("kafka", [*java, "kafka.Kafka", str(props)])
+        _wait_port(self.topology.host, self.topology.kafka, 90, "kafka")
+
+    def start_service(self, name: str) -> None:
+        port = {"ingest": self.topology.ingest, "history": self.topology.history, "fanout": self.topology.fanout}[name]
+        self._spawn(name, [sys.executable, "-m", f"services.{name}.main"], env=self.env())
+        _wait_http(f"http://{self.topology.host}:{port}/healthz", 90, name, self._alive(name))
+
+    def start_gateway(self) -> None:
+        t = self.topology
+        conf_dir = self.run_dir / "nginx"
+        for sub in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
+            (conf_dir / "tmp" / sub).mkdir(parents=True, exist_ok=True)
+        site = Template((DEPLOY / "nginx" / "livefeed.conf.template").read_text()).safe_substitute(
+            LIVEFEED_INGEST_UPSTREAM=f"{t.host}:{t.ingest}",
+            LIVEFEED_HISTORY_UPSTREAM=f"{t.host}:{t.history}",
+            LIVEFEED_FANOUT_UPSTREAM=f"{t.host}:{t.fanout}",
+            LIVEFEED_SSE_UPSTREAM=f"{t.host}:{t.fanout_sse}",
+            LIVEFEED_GATEWAY_PORT=f"{t.host}:{t.gateway}",
+        )
+        (conf_dir / "livefeed.conf").write_text(site)
+        tmp = conf_dir / "tmp"
+        (conf_dir / "nginx.conf").write_text(
+            f"""worker_processes 1;
+worker_rlimit_nofile 40000;
+pid {conf_dir / 'nginx.pid'};
+error_log stderr warn;
+events {{ worker_connections 20000; }}
+http {{
+    include /etc/nginx/mime.types;
+    access_log off;
+    client_body_temp_path {tmp / 'client_body'};
+    proxy_temp_path {tmp / 'proxy'};
+    fastcgi_temp_path {tmp / 'fastcgi'};
+    uwsgi_temp_path {tmp / 'uwsgi'};
+    scgi_temp_path {tmp / 'scgi'};
+    include {conf_dir / 'livefeed.conf'};
+}}
+"""
+        )
+        nginx = _need("nginx")
+        check = subprocess.run([nginx, "-t", "-q", "-c", str(conf_dir / "nginx.conf")], capture_output=True, text=True)
+        if check.returncode != 0:
+            raise RuntimeError(f"nginx rejected the gateway config: {check.stderr.strip()}")
+        self._spawn("gateway", [nginx, "-c", str(conf_dir / "nginx.conf"), "-g", "daemon off;"])
+        _wait_http(f"{t.base_url}/healthz", 30, "gateway", self._alive("gateway"))
+
+    def stop_process(self, name: str, timeout: float = 15.0) -> None:
+        proc = self.procs.pop(name, None)
+        if proc is None or proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+
+    def restart_service(self, name: str) -> None:
+        self.stop_process(name)
+        self.start_service(name)
+
+    def _alive(self, name: str) -> subprocess.Popen[bytes]:
+        return self.procs[name]
+
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
+        self.log(f"starting {name}")
+        logs = self.run_dir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        out = open(logs / f"{name}.log", "ab")  # noqa: SIM115 - the child owns it
+        full_env = {**os.environ, **(env or {}), "PYTHONPATH": str(ROOT)}
+        self.procs[name] = subprocess.Popen(
+            argv, stdout=out, stderr=subprocess.STDOUT, env=full_env, cwd=ROOT, start_new_session=True
+        )
+        out.close()
+
+
+def fetch_kafka(log: object = print) -> Path:
+    """The Kafka jars from Maven Central, fetched once with mvn into the cache folder."""
+    libs = CACHE / f"kafka-{KAFKA_VERSION}" / "libs"
+    marker = libs / ".complete"
+    if marker.exists():
+        return libs
+    if callable(log):
+        log(f"fetching Apache Kafka {KAFKA_VERSION} jars from Maven Central (once; cached in {libs})")
+    libs.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        [_need("mvn"), "-q", "-B", "-f", str(DEPLOY / "kafka" / "pom.xml"), "dependency:copy-dependencies",
+         f"-DoutputDirectory={libs}"],
+        check=True,
+    )
+    marker.touch()
+    return libs
+
+
+def _need(program: str) -> str:
+    path = shutil.which(program) or (f"/usr/sbin/{program}" if Path(f"/usr/sbin/{program}").exists() else None)
+    if path is None:
+        raise RuntimeError(f"{program} is not installed: run deploy/install.sh first")
+    return path
+
+
+def _wait_port(host: str, port: int, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=1):
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"{what} did not open {host}:{port} within {timeout:.0f}s; see its log under .run/logs/")
+
+
+def _wait_http(url: str, timeout: float, what: str, proc: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with code {proc.returncode}; see its log under .run/logs/{what}.log")
+        with contextlib.suppress(OSError, urllib.error.URLError):
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status < 500:
+                    return
+        time.sleep(0.2)
+    raise RuntimeError(f"{what} did not answer {url} within {timeout:.0f}s; see its log under .run/logs/{what}.log")
+
+
+def post_demo_items(stack: Stack) -> int:
+    """Post the project's demo items so a newcomer sees a live feed at once."""
+    count = 0
+    for line in (DEPLOY / "demo" / "items.jsonl").read_text().splitlines():
+        if not line.strip():
+            continue
+        item = json.loads(line)
+        feed = item.pop("feed")
+        request = urllib.request.Request(
+            f"{stack.topology.base_url}/v1/feeds/{feed}/items",
+            data=json.dumps(item).encode(),
+            headers={"Authorization": f"Bearer {stack.token}", "Content-Type": "application/json",
+                     "Idempotency-Key": f"demo-{count}-{hash(line) & 0xFFFFFFFF:x}"},
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=15):
+            count += 1
+    return count
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m deploy.stack", description=__doc__)
+    parser.add_argument("command", choices=["up"], help="start the whole stack in the foreground")
+    parser.add_argument("--no-demo", action="store_true", help="do not post the demo items")
+    args = parser.parse_args(argv)
+    stack = Stack(token=os.environ.get("LIVEFEED_NEWSROOM_TOKENS", DEMO_TOKEN).split(",")[0])
+    stack.run_dir.mkdir(parents=True, exist_ok=True)
+    lock = open(stack.run_dir / "stack.lock", "a+")  # noqa: SIM115 - held for the life of the stack
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.seek(0)
+        print(f"livefeed is already running (pid {lock.read().strip() or '?'}); stop it with Ctrl-C in its "
+              "terminal or `kill <pid>` before starting another.", file=sys.stderr)
+        return 1
+    lock.seek(0)
+    lock.truncate()
+    lock.write(str(os.getpid()))
+    lock.flush()
+    stopping = False
+
+    def on_signal(signum: int, _: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    started = time.monotonic()
+    try:
+        stack.start()
+        if not args.no_demo:
+            stack.log(f"posted {post_demo_items(stack)} demo items")
+        url = stack.topology.base_url
+        print(
+            f"""
+livefeed is up ({time.monotonic() - started:.1f}s). Logs: {stack.run_dir / 'logs'}
+  Reader page     {url}/feeds/world
+  Newsroom        {url}/newsroom
+  History API     {url}/api/history/docs
+  Ingest API      {url}/api/ingest/docs
+  Stream          ws://{stack.topology.host}:{stack.topology.gateway}/v1/feeds/world/stream
+  Newsroom token  {stack.token}
+Try: curl -X POST {url}/v1/feeds/world/items -H 'Authorization: Bearer {stack.token}' \\
+       -H 'Content-Type: application/json' -d '{{"headline": "Hello", "urgency": "breaking"}}'
+Press Ctrl-C to stop.""",
+            flush=True,
+        )
+        while not stopping:
+            for name, proc in list(stack.procs.items()):
+                if proc.poll() is not None:
+                    stack.log(f"{name} exited with code {proc.returncode}; restarting it (log: .run/logs/{name}.log)")
+                    stack.procs.pop(name)
+                    if name in SERVICES:
+                        stack.start_service(name)
+                    else:
+                        raise RuntimeError(f"{name} stopped; see .run/logs/{name}.log")
+            time.sleep(0.5)
+    except RuntimeError as exc:
+        print(f"livefeed: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        stack.log("stopping")
+        stack.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

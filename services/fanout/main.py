@@ -1,0 +1,33 @@
+"""Entry point of ``livefeed-fanout``: the fanout on uvloop, stopped cleanly by SIGTERM or Ctrl-C."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+
+import uvloop
+
+from shared.logs import configure_logging
+from shared.settings import FanoutSettings
+
+from .app import Fanout
+
+
+async def _serve(settings: FanoutSettings) -> None:
+    task = asyncio.create_task(Fanout(settings).run())
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, task.cancel)
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def main() -> None:
+    settings = FanoutSettings()
+    configure_logging("fanout", settings.log_level)
+    uvloop.run(_serve(settings))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,176 @@
+"""The history service: each feed's current items, newest first, served from Redis.
+
+A list answer carries ``cursor``, the position in the feed's event sequence that the items
+reflect: a reader shows the items, then opens the stream with ``since=<cursor>`` and misses
+nothing. The head is read before the items, so every event up to it is in them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated
+
+import orjson
+from fastapi import FastAPI, Path, Query, Request, Response
+from fastapi.responses import ORJSONResponse
+
+from shared.cursor import Cursor, CursorError
+from shared.http import ApiError, install_error_handlers
+from shared.kafka import read_topic_epoch, wait_for_kafka
+from shared.logs import RequestIdMiddleware
+from shared.models import FEED_PATTERN, Item
+from shared.settings import HistorySettings
+from shared.store import ItemStore, StoredItem, make_redis
+
+from .consumer import HistoryConsumer, Readiness
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("livefeed.history")
+
+Feed = Annotated[str, Path(pattern=FEED_PATTERN, description="Feed slug.")]
+ItemId = Annotated[str, Path(pattern=r"^[0-9a-z]{26}$", description="Item id.")]
+
+
+def _store(request: Request) -> ItemStore:
+    store: ItemStore = request.app.state.store
+    return store
+
+
+def _json(body: bytes, status: int = 200) -> Response:
+    return Response(body, status_code=status, media_type="application/json",
+                    headers={"Cache-Control": "no-cache"})
+
+
+def _page(feed: str, head: Cursor | None, items: list[StoredItem], limit: int, epoch: str) -> bytes:
+    """The list answer, assembled from the stored JSON without parsing it again."""
+    next_before = None
+    if len(items) == limit and items:
+        last = items[-1]
+        next_before = Cursor(epoch, last.cursor.partition, last.seq).serialize()
+    return b"".join(
+        [
+            b'{"feed":', orjson.dumps(feed),
+            b',"cursor":', orjson.dumps(head and head.serialize()),
+            b',"next_before":', orjson.dumps(next_before),
+            b',"items":[', b",".join(i.item_json for i in items), b"]}",
+        ]
+    )
+
+
+def create_app(settings: HistorySettings | None = None) -> FastAPI:
+    settings = settings or HistorySettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await wait_for_kafka(settings)
+        epoch = await read_topic_epoch(settings)
+        redis = make_redis(settings)
+        store = ItemStore(redis, max_items=settings.retention_items, max_age_s=settings.retention_age_s)
+        consumer = HistoryConsumer(settings, store, epoch)
+        app.state.store, app.state.consumer, app.state.epoch = store, consumer, epoch
+        task = asyncio.create_task(consumer.run(), name="history-consumer")
+        task.add_done_callback(_crash_on_failure)
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await redis.aclose()
+
+    app = FastAPI(
+        title="livefeed history",
+        version="1",
+        description="Read each feed's current items, newest first, with cursor pagination.",
+        lifespan=lifespan,
+        default_response_class=ORJSONResponse,
+    )
+    install_error_handlers(app)
+
+    @app.get("/v1/feeds", summary="List feeds")
+    async def list_feeds(request: Request) -> Response:
+        """Every feed with an item in retention, most recently changed first."""
+        feeds = await _store(request).feeds()
+        return _json(orjson.dumps({"feeds": [{"feed": f, "updated_ms": ms} for f, ms in feeds]}))
+
+    @app.get("/v1/feeds/{feed}/items", summary="List a feed's items")
+    async def list_items(
+        request: Request,
+        feed: Feed,
+        limit: Annotated[int, Query(ge=1, le=200)] = 20,
+        before: Annotated[str | None, Query(max_length=64, description="A `next_before` cursor.")] = None,
+        tag: Annotated[str | None, Query(pattern=r"^[a-z0-9][a-z0-9-]{0,39}$")] = None,
+    ) -> Response:
+        """Current items (edits applied, retractions gone), newest first.
+
+        ``cursor`` is the feed position the answer reflects: open the stream with
+        ``since=<cursor>`` to continue live. Page back with ``before=<next_before>``.
+        """
+        store = _store(request)
+        before_offset = _before(before, request.app.state.epoch)
+        head = await store.head(feed)
+        items = await store.list(feed, limit=limit, before=before_offset, tag=tag)
+        return _json(_page(feed, head, items, limit, request.app.state.epoch))
+
+    @app.get("/v1/feeds/{feed}/key-events", summary="List a feed's key events")
+    async def key_events(
+        request: Request, feed: Feed, limit: Annotated[int, Query(ge=1, le=1000)] = 200
+    ) -> Response:
+        """Items marked as key events, newest first, however far back (within the age limit)."""
+        store = _store(request)
+        head = await store.head(feed)
+        items = await store.list(feed, limit=limit, key_events=True)
+        return _json(_page(feed, head, items, limit, request.app.state.epoch))
+
+    @app.get("/v1/feeds/{feed}/items/{item_id}", response_model=Item, summary="Get one item")
+    async def get_item(request: Request, feed: Feed, item_id: ItemId) -> Response:
+        """The item's current state; 410 once it was retracted."""
+        stored = await _store(request).get(feed, item_id)
+        if stored is None:
+            raise ApiError(404, "not_found", f"No item {item_id} in feed {feed}.",
+                           fields=[{"field": "id", "message": "unknown item"}])
+        if stored.status == "retracted":
+            raise ApiError(410, "retracted", "The newsroom retracted this item.",
+                           fields=[{"field": "id", "message": "retracted"}])
+        return _json(stored.item_json)
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", summary="Readiness")
+    async def readyz(request: Request) -> Response:
+        """200 once history has caught up with Kafka; 503 while starting or rebuilding."""
+        consumer: HistoryConsumer = request.app.state.consumer
+        status = consumer.status()
+        return _json(orjson.dumps(status), 200 if consumer.state is Readiness.ready else 503)
+
+    app.add_middleware(RequestIdMiddleware)
+    return app
+
+
+def _before(before: str | None, epoch: str) -> int | None:
+    if before is None:
+        return None
+    try:
+        cursor = Cursor.parse(before)
+    except CursorError as exc:
+        raise ApiError(400, "bad_cursor", str(exc), fields=[{"field": "before", "message": "not a cursor"}]) from exc
+    if cursor.epoch != epoch:
+        raise ApiError(400, "stale_cursor", "The cursor is from an earlier topic; reload the feed.",
+                       fields=[{"field": "before", "message": "from another epoch"}])
+    return cursor.offset
+
+
+def _crash_on_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.critical("history consumer stopped: exiting so the supervisor restarts it",
+                     exc_info=task.exception())
+        import os
+
+        os._exit(70)

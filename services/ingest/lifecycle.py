@@ -1,0 +1,99 @@
+"""An item's lifecycle as pure functions: each newsroom command becomes one event.
+
+No I/O here: ``app.py`` reads the current item, calls one of these, and publishes the result.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from ulid import ULID
+
+from shared.models import Item, ItemCreate, ItemUpdate, Status
+from shared.wire import Event, EventType
+
+__all__ = ["Conflict", "check_if_match", "edit", "new_item_id", "publish", "retract"]
+
+
+class Conflict(Exception):
+    """The command does not apply to the item as it stands (retracted, or another version)."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def new_item_id(now: datetime) -> str:
+    """A time-sortable id (a ULID): ids sort in publish order across feeds and processes."""
+    return str(ULID.from_datetime(now)).lower()
+
+
+def publish(feed: str, item_id: str, create: ItemCreate, now: datetime) -> Event:
+    item = Item(
+        id=item_id,
+        feed=feed,
+        version=1,
+        published_at=now,
+        updated_at=now,
+        **create.model_dump(),
+    )
+    return Event(EventType.published, feed, _json_item(item), _ms(now))
+
+
+def edit(current: dict[str, Any], update: ItemUpdate, now: datetime) -> Event:
+    """The next version of ``current`` with the fields of ``update`` changed."""
+    _require_published(current)
+    changed = {**current, **update.model_dump(exclude_unset=True, mode="json")}
+    changed["version"] = int(current["version"]) + 1
+    changed["updated_at"] = now.isoformat()
+    item = Item.model_validate(changed)
+    return Event(
+        EventType.updated, item.feed, _json_item(item), _ms(now), prev_tags=tuple(current.get("tags", ()))
+    )
+
+
+def retract(current: dict[str, Any], now: datetime) -> Event:
+    """A tombstone: the item's last state, marked retracted, one version up."""
+    _require_published(current)
+    item = Item.model_validate(
+        {**current, "status": Status.retracted.value, "version": int(current["version"]) + 1,
+         "updated_at": now.isoformat()}
+    )
+    return Event(EventType.retracted, item.feed, _json_item(item), _ms(now))
+
+
+def check_if_match(header: str | None, current: dict[str, Any]) -> None:
+    """Optimistic concurrency: ``If-Match: 3`` (or ``"3"``) must name the current version."""
+    if header is None:
+        return
+    wanted = header.strip().removeprefix("W/").strip('"')
+    if wanted == "*":
+        return
+    if not wanted.isdigit():
+        raise Conflict(400, "bad_if_match", "If-Match must be the item's version number, e.g. If-Match: \"3\".")
+    if int(wanted) != int(current["version"]):
+        raise Conflict(
+            412,
+            "version_mismatch",
+            f"The item is at version {current['version']}, not {wanted}: reload it and apply your edit again.",
+        )
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+def _require_published(current: dict[str, Any]) -> None:
+    if current.get("status") == Status.retracted.value:
+        raise Conflict(410, "retracted", "The item was retracted; it can no longer change.")
+
+
+def _json_item(item: Item) -> dict[str, Any]:
+    return item.model_dump(mode="json")
+
+
+def _ms(now: datetime) -> float:
+    return round(now.timestamp() * 1000, 3)

@@ -1,0 +1,128 @@
+"""The news item, in the families a client may send and a client gets back.
+
+The shape follows IPTC ninjs where it fits (``headline``, ``body``, ``urgency``, ``version``,
+``byline``, ``pubStatus`` as ``status``), kept in snake_case like the rest of the API.
+Headlines and bodies are plain text: every client shows them as text, never as HTML.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+__all__ = [
+    "FEED_PATTERN",
+    "Item",
+    "ItemCreate",
+    "ItemUpdate",
+    "Status",
+    "Urgency",
+    "valid_feed",
+]
+
+FEED_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
+_FEED_RE = re.compile(FEED_PATTERN)
+
+MAX_HEADLINE = 300
+MAX_BODY = 10_000
+MAX_TAGS = 20
+
+
+def valid_feed(feed: str) -> bool:
+    """Whether ``feed`` is a feed slug: lowercase letters, digits and dashes, 1 to 63 long."""
+    return _FEED_RE.fullmatch(feed) is not None
+
+
+def _no_control_chars(value: str) -> str:
+    if any(ord(ch) < 32 and ch not in "\n\t" for ch in value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+def _http_url(value: str) -> str:
+    if not value.startswith(("https://", "http://")):
+        raise ValueError("must be an http(s) URL")
+    return value
+
+
+class Urgency(StrEnum):
+    breaking = "breaking"
+    normal = "normal"
+
+
+class Status(StrEnum):
+    published = "published"
+    retracted = "retracted"
+
+
+Headline = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_HEADLINE),
+    AfterValidator(_no_control_chars),
+]
+Body = Annotated[str, StringConstraints(max_length=MAX_BODY), AfterValidator(_no_control_chars)]
+Tag = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,39}$")]
+Tags = Annotated[list[Tag], Field(max_length=MAX_TAGS)]
+Url = Annotated[str, StringConstraints(max_length=2048), AfterValidator(_http_url)]
+Byline = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200), AfterValidator(_no_control_chars)]
+
+
+class ItemCreate(BaseModel):
+    """What a newsroom sends to publish an item."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    headline: Headline
+    body: Body = ""
+    tags: Tags = Field(default_factory=list)
+    urgency: Urgency = Urgency.normal
+    url: Url | None = None
+    byline: Byline | None = None
+    pinned: bool = False
+    key_event: bool = False
+
+
+class ItemUpdate(BaseModel):
+    """An edit or correction: only the fields sent change."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    headline: Headline | None = None
+    body: Body | None = None
+    tags: Tags | None = None
+    urgency: Urgency | None = None
+    url: Url | None = None
+    byline: Byline | None = None
+    pinned: bool | None = None
+    key_event: bool | None = None
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> ItemUpdate:
+        if not self.model_fields_set:
+            raise ValueError("an edit must change at least one field")
+        if "headline" in self.model_fields_set and self.headline is None:
+            raise ValueError("headline cannot be removed")
+        return self
+
+
+class Item(BaseModel):
+    """An item as stored and served: the newsroom's fields plus what the server assigns."""
+
+    id: str
+    feed: str
+    version: int = Field(ge=1)
+    status: Status = Status.published
+    headline: str
+    body: str = ""
+    tags: list[str] = Field(default_factory=list)
+    urgency: Urgency = Urgency.normal
+    url: str | None = None
+    byline: str | None = None
+    pinned: bool = False
+    key_event: bool = False
+    published_at: datetime
+    updated_at: datetime

@@ -1,0 +1,89 @@
+"""Settings for every livefeed process, read from ``LIVEFEED_*`` environment variables.
+
+Each service builds its own settings object; the names are one flat set so that
+docker-compose.yml, the local runner (deploy/stack.py) and the README table agree.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+__all__ = [
+    "CommonSettings",
+    "FanoutSettings",
+    "HistorySettings",
+    "IngestSettings",
+]
+
+
+class CommonSettings(BaseSettings):
+    """What every service needs: where Kafka and Redis are, and how to log."""
+
+    model_config = SettingsConfigDict(env_prefix="LIVEFEED_", extra="ignore")
+
+    kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers, comma-separated.")
+    topic: str = Field("livefeed.events", description="Kafka topic that carries every feed's events.")
+    topic_partitions: int = Field(3, ge=1, description="Partitions when livefeed creates the topic.")
+    redis_url: str = Field("redis://127.0.0.1:6380/0", description="Redis URL for history and idempotency keys.")
+    log_level: str = Field("INFO", description="Python log level.")
+    retention_items: int = Field(1_000, ge=10, description="Items history keeps per feed (key events are kept apart).")
+    retention_age_s: int = Field(7 * 86_400, ge=60, description="Seconds history keeps an item.")
+
+
+class IngestSettings(CommonSettings):
+    """The newsroom's write API."""
+
+    ingest_host: str = Field("127.0.0.1", description="Address ingest listens on.")
+    ingest_port: int = Field(8001, description="Port ingest listens on.")
+    newsroom_tokens: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated bearer tokens allowed to write. Empty: every write is refused.",
+    )
+    idempotency_ttl_s: int = Field(86_400, ge=60, description="How long an Idempotency-Key is remembered.")
+    max_feeds: int = Field(1_000, ge=1, description="Feeds that may exist at once; a post to a new feed past it is refused.")
+    write_rate_per_s: float = Field(200.0, gt=0, description="Sustained writes per second per token.")
+    write_burst: int = Field(400, ge=1, description="Writes a token may burst above the rate.")
+
+    @field_validator("newsroom_tokens", mode="before")
+    @classmethod
+    def _split_tokens(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [token.strip() for token in value.split(",") if token.strip()]
+        return value
+
+
+class HistorySettings(CommonSettings):
+    """The read API over Redis and the consumer that fills it."""
+
+    history_host: str = Field("127.0.0.1", description="Address history listens on.")
+    history_port: int = Field(8002, description="Port history listens on.")
+    history_group: str = Field("livefeed-history", description="Kafka consumer group of the history service.")
+
+
+class FanoutSettings(CommonSettings):
+    """The WebSocket and SSE push service."""
+
+    fanout_host: str = Field("127.0.0.1", description="Address fanout listens on.")
+    fanout_port: int = Field(8003, description="WebSocket port of fanout.")
+    fanout_sse_port: int = Field(8004, description="Server-Sent Events port of fanout.")
+    fanout_buffer: int = Field(1_000, ge=10, description="Recent events kept per feed for resuming readers.")
+    fanout_warmup: int = Field(5_000, ge=0, description="Events per partition read back at start to fill the buffer.")
+    fanout_max_clients: int = Field(19_000, ge=1, description="Concurrent readers one fanout process accepts.")
+    fanout_queue_limit: int = Field(
+        1_000_000, ge=1024, description="Bytes a slow reader may have pending before it is dropped."
+    )
+    heartbeat_s: float = Field(20.0, gt=0, description="Seconds between heartbeats on idle streams.")
+    allowed_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["http://127.0.0.1:8080", "http://localhost:8080"],
+        description="Comma-separated Origins allowed to open a stream. Requests without Origin (non-browsers) are allowed.",
+    )
+
+    @field_validator("allowed_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value

@@ -1,0 +1,247 @@
+"""The Redis item store: each feed's current items, written by history (and ingest), read by both.
+
+Every write goes through one Lua script, so applying an event is atomic and idempotent: an
+event whose version is not newer than the stored one changes nothing, and history's
+per-partition watermark makes a replayed Kafka record a no-op. Kafka stays the source of
+truth; everything here can be rebuilt from the topic (``services/history/consumer.py``).
+
+Keys (prefix ``lf:``): ``item:{feed}:{id}`` hash; ``list:{feed}``, ``tag:{feed}:{tag}`` and
+``keyev:{feed}`` sorted sets scored by the publish offset; ``feeds`` sorted set scored by the
+last change; ``head:{feed}`` the cursor history has applied up to; ``wm:{partition}`` the
+watermark; ``meta:epoch`` the topic epoch the data belongs to.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, cast
+
+import orjson
+import redis.asyncio as aioredis
+
+from .cursor import Cursor
+from .settings import CommonSettings
+from .wire import Event, EventType
+
+__all__ = ["ItemStore", "StoredItem", "make_redis"]
+
+PREFIX = "lf:"
+MAX_KEY_EVENTS = 1_000
+
+
+def make_redis(settings: CommonSettings) -> aioredis.Redis:
+    """A Redis client for the configured URL; responses stay bytes (JSON goes out unparsed)."""
+    return aioredis.Redis.from_url(settings.redis_url, decode_responses=False)
+
+
+_APPLY = """
+local prefix, feed, id = ARGV[1], ARGV[2], ARGV[3]
+local version = tonumber(ARGV[4])
+local status = ARGV[5]
+local item_json = ARGV[6]
+local offset = tonumber(ARGV[7])
+local cursor = ARGV[8]
+local key_event = ARGV[9] == '1'
+local max_items = tonumber(ARGV[10])
+local ttl = tonumber(ARGV[11])
+local wm_key = ARGV[12]
+local now_ms = tonumber(ARGV[13])
+local tags_json = ARGV[14]
+local max_keys = tonumber(ARGV[15])
+if wm_key ~= '' then
+  if redis.call('EXISTS', prefix .. 'meta:epoch') == 0 then return -1 end
+  local wm = redis.call('GET', wm_key)
+  if wm and tonumber(wm) >= offset then return 0 end
+end
+local ikey = prefix .. 'item:' .. feed .. ':' .. id
+local list = prefix .. 'list:' .. feed
+local keyev = prefix .. 'keyev:' .. feed
+local old = redis.call('HMGET', ikey, 'version', 'tags', 'seq')
+local applied = 0
+if (not old[1]) or tonumber(old[1]) < version then
+  applied = 1
+  local seq = offset
+  if old[3] then seq = tonumber(old[3]) end
+  redis.call('HSET', ikey, 'item', item_json, 'version', version, 'status', status,
+             'seq', seq, 'cursor', cursor, 'tags', tags_json, 'key', key_event and '1' or '0')
+  redis.call('EXPIRE', ikey, ttl)
+  if old[2] then
+    for _, t in ipairs(cjson.decode(old[2])) do
+      redis.call('ZREM', prefix .. 'tag:' .. feed .. ':' .. t, id)
+    end
+  end
+  if status == 'retracted' then
+    redis.call('ZREM', list, id)
+    redis.call('ZREM', keyev, id)
+  else
+    redis.call('ZADD', list, seq, id)
+    redis.call('EXPIRE', list, ttl)
+    for _, t in ipairs(cjson.decode(tags_json)) do
+      local tkey = prefix .. 'tag:' .. feed .. ':' .. t
+      redis.call('ZADD', tkey, seq, id)
+      redis.call('EXPIRE', tkey, ttl)
+    end
+    if key_event then
+      redis.call('ZADD', keyev, seq, id)
+      redis.call('EXPIRE', keyev, ttl)
+      local k = redis.call('ZCARD', keyev)
+      if k > max_keys then redis.call('ZREMRANGEBYRANK', keyev, 0, k - max_keys - 1) end
+    else
+      redis.call('ZREM', keyev, id)
+    end
+  end
+  local n = redis.call('ZCARD', list)
+  if n > max_items then
+    for _, v in ipairs(redis.call('ZRANGE', list, 0, n - max_items - 1)) do
+      local vkey = prefix .. 'item:' .. feed .. ':' .. v
+      redis.call('ZREM', list, v)
+      local vt = redis.call('HMGET', vkey, 'tags', 'key')
+      if vt[1] then
+        for _, t in ipairs(cjson.decode(vt[1])) do
+          redis.call('ZREM', prefix .. 'tag:' .. feed .. ':' .. t, v)
+        end
+      end
+      if vt[2] ~= '1' then redis.call('DEL', vkey) end
+    end
+  end
+  redis.call('ZADD', prefix .. 'feeds', now_ms, feed)
+  redis.call('ZREMRANGEBYSCORE', prefix .. 'feeds', '-inf', now_ms - ttl * 1000)
+end
+if wm_key ~= '' then
+  redis.call('SET', wm_key, offset)
+  redis.call('SET', prefix .. 'head:' .. feed, cursor, 'EX', ttl)
+end
+return applied
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredItem:
+    """An item as Redis holds it: its JSON, unparsed, and where it stands in the feed."""
+
+    item_json: bytes
+    version: int
+    status: str
+    seq: int
+    cursor: Cursor
+
+    def item(self) -> dict[str, Any]:
+        return cast(dict[str, Any], orjson.loads(self.item_json))
+
+
+class ItemStore:
+    """Reads and writes one Redis database's feeds; every method is one round trip or a pipeline."""
+
+    def __init__(self, redis: aioredis.Redis, *, max_items: int, max_age_s: int) -> None:
+        self.redis = redis
+        self.max_items = max_items
+        self.max_age_s = max_age_s
+        self._apply = redis.register_script(_APPLY)
+
+    async def apply(self, event: Event, cursor: Cursor, *, watermark: bool = False) -> int:
+        """Store ``event`` at ``cursor`` unless a newer version is there.
+
+        Returns 1 if applied, 0 if it changed nothing, -1 if Redis lost livefeed's data
+        (history must then rebuild). With ``watermark`` (history only), records the partition
+        offset and the feed's head cursor in the same step.
+        """
+        item = event.item
+        result = await self._apply(
+            args=[
+                PREFIX,
+                event.feed,
+                event.item_id,
+                event.version,
+                "retracted" if event.type is EventType.retracted else "published",
+                orjson.dumps(item),
+                cursor.offset,
+                cursor.serialize(),
+                "1" if item.get("key_event") else "0",
+                self.max_items,
+                self.max_age_s,
+                f"{PREFIX}wm:{cursor.partition}" if watermark else "",
+                int(time.time() * 1000),
+                orjson.dumps(item.get("tags", [])),
+                MAX_KEY_EVENTS,
+            ]
+        )
+        return int(result)
+
+    async def get(self, feed: str, item_id: str) -> StoredItem | None:
+        values = await self.redis.hmget(
+            f"{PREFIX}item:{feed}:{item_id}", ["item", "version", "status", "seq", "cursor"]
+        )
+        return _stored(values)
+
+    async def list(
+        self, feed: str, *, limit: int, before: int | None = None, tag: str | None = None,
+        key_events: bool = False,
+    ) -> list[StoredItem]:
+        """Current items of ``feed``, newest first, published before offset ``before``."""
+        if key_events:
+            index = f"{PREFIX}keyev:{feed}"
+        elif tag is not None:
+            index = f"{PREFIX}tag:{feed}:{tag}"
+        else:
+            index = f"{PREFIX}list:{feed}"
+        top: str | int = "+inf" if before is None else f"({before}"
+        ids = await self.redis.zrange(index, top, "-inf", desc=True, byscore=True, offset=0, num=limit)
+        if not ids:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for item_id in ids:
+                pipe.hmget(
+                    f"{PREFIX}item:{feed}:{item_id.decode()}",
+                    ["item", "version", "status", "seq", "cursor"],
+                )
+            rows = await pipe.execute()
+        items: list[StoredItem] = []
+        expired: list[bytes] = []
+        for item_id, row in zip(ids, rows, strict=True):
+            stored = _stored(row)
+            if stored is None:
+                expired.append(item_id)
+            elif stored.status == "published":
+                items.append(stored)
+        if expired:
+            await self.redis.zrem(index, *expired)
+        return items
+
+    async def feeds(self) -> list[tuple[str, int]]:
+        """Every live feed with the time of its last change (ms since the epoch), newest first."""
+        rows = await self.redis.zrange(f"{PREFIX}feeds", 0, -1, desc=True, withscores=True)
+        return [(feed.decode(), int(score)) for feed, score in rows]
+
+    async def feed_count(self) -> int:
+        return int(await self.redis.zcard(f"{PREFIX}feeds"))
+
+    async def has_feed(self, feed: str) -> bool:
+        return await self.redis.zscore(f"{PREFIX}feeds", feed) is not None
+
+    async def head(self, feed: str) -> Cursor | None:
+        """The cursor of the last event history applied to ``feed``."""
+        value = await self.redis.get(f"{PREFIX}head:{feed}")
+        return None if value is None else Cursor.parse(value.decode())
+
+    async def watermark(self, partition: int) -> int | None:
+        value = await self.redis.get(f"{PREFIX}wm:{partition}")
+        return None if value is None else int(value)
+
+    async def epoch(self) -> str | None:
+        value = await self.redis.get(f"{PREFIX}meta:epoch")
+        return None if value is None else value.decode()
+
+    async def reset(self, epoch: str) -> None:
+        """Forget every feed (their data belongs to another topic epoch) and adopt ``epoch``."""
+        async for key in self.redis.scan_iter(match=f"{PREFIX}*", count=1000):
+            if not key.startswith(f"{PREFIX}idem:".encode()):
+                await self.redis.delete(key)
+        await self.redis.set(f"{PREFIX}meta:epoch", epoch)
+
+
+def _stored(values: list[bytes | None]) -> StoredItem | None:
+    item_json, version, status, seq, cursor = values
+    if item_json is None or version is None or status is None or seq is None or cursor is None:
+        return None
+    return StoredItem(item_json, int(version), status.decode(), int(seq), Cursor.parse(cursor.decode()))

@@ -1,0 +1,117 @@
+"""The wire format: events as Kafka carries them, and the messages readers receive.
+
+Kafka record: key = feed (so a feed's events are totally ordered in one partition),
+value = :meth:`Event.serialize`. Reader message (WebSocket text frame or SSE ``data:``)::
+
+    {"type": "item.published", "cursor": "3f9a1c2b.0.42", "feed": "world", "ts": 1764182400123.4,
+     "item": {...}}
+
+plus the control messages ``hello``, ``reset`` and ``heartbeat`` built here too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import orjson
+
+from .cursor import Cursor
+
+__all__ = [
+    "Event",
+    "EventType",
+    "WireError",
+    "heartbeat_message",
+    "hello_message",
+    "reset_message",
+]
+
+
+class WireError(ValueError):
+    """A Kafka record that is not a livefeed event."""
+
+
+class EventType(StrEnum):
+    published = "item.published"
+    updated = "item.updated"
+    retracted = "item.retracted"
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One change to one item: what ingest produces and every consumer reads."""
+
+    type: EventType
+    feed: str
+    item: dict[str, Any]
+    accepted_ms: float
+    prev_tags: tuple[str, ...] = field(default=())
+
+    @property
+    def item_id(self) -> str:
+        return str(self.item["id"])
+
+    @property
+    def version(self) -> int:
+        return int(self.item["version"])
+
+    @property
+    def tags(self) -> frozenset[str]:
+        """Tags a filter matches on: the item's, and before an edit the ones it had."""
+        return frozenset(self.item.get("tags", ())) | frozenset(self.prev_tags)
+
+    def serialize(self) -> bytes:
+        body: dict[str, Any] = {
+            "type": self.type.value,
+            "feed": self.feed,
+            "item": self.item,
+            "accepted_ms": self.accepted_ms,
+        }
+        if self.prev_tags:
+            body["prev_tags"] = list(self.prev_tags)
+        return orjson.dumps(body)
+
+    @classmethod
+    def parse(cls, data: bytes) -> Event:
+        """Read an event from a Kafka record value; raise :class:`WireError` if it is not one."""
+        try:
+            body = orjson.loads(data)
+            return cls(
+                type=EventType(body["type"]),
+                feed=str(body["feed"]),
+                item=dict(body["item"]),
+                accepted_ms=float(body["accepted_ms"]),
+                prev_tags=tuple(body.get("prev_tags", ())),
+            )
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise WireError(f"not a livefeed event: {exc}") from exc
+
+    def message(self, cursor: Cursor) -> bytes:
+        """The reader message for this event at ``cursor``, encoded once for every reader."""
+        return orjson.dumps(
+            {
+                "type": self.type.value,
+                "cursor": cursor.serialize(),
+                "feed": self.feed,
+                "ts": self.accepted_ms,
+                "item": self.item,
+            }
+        )
+
+
+def hello_message(feed: str, cursor: Cursor | None) -> bytes:
+    """First message of a stream: the position it continues from (null: from now)."""
+    return orjson.dumps({"type": "hello", "feed": feed, "cursor": cursor and cursor.serialize()})
+
+
+def reset_message(feed: str, reason: str, cursor: Cursor | None) -> bytes:
+    """The stream cannot continue from the client's cursor: reload history, then resume."""
+    return orjson.dumps(
+        {"type": "reset", "feed": feed, "reason": reason, "cursor": cursor and cursor.serialize()}
+    )
+
+
+def heartbeat_message() -> bytes:
+    return b'{"type":"heartbeat"}'
