@@ -1,7 +1,8 @@
 """Fixtures shared by the suite.
 
 ``stack`` starts the real servers (Kafka, Redis, nginx) and the three services once per test
-session, on the default ports plus 10000 so a developer's running stack is not disturbed,
+session, on the default ports plus 10000 (``LIVEFEED_TEST_PORT_SHIFT``) so a developer's
+running stack is not disturbed,
 and stops every process it started at the end. Tests isolate themselves by feed: each takes
 a fresh ``feed`` slug.
 """
@@ -27,7 +28,7 @@ TEST_TOKEN = "test-newsroom-token"
 def stack() -> Iterator[Stack]:
     run_dir = Path(tempfile.mkdtemp(prefix="livefeed-test-"))
     stack = Stack(
-        topology=Topology.shifted(10000),
+        topology=Topology.shifted(int(os.environ.get("LIVEFEED_TEST_PORT_SHIFT", "10000"))),
         run_dir=run_dir,
         token=TEST_TOKEN,
         quiet=True,
