@@ -148,7 +148,9 @@ def create_app(settings: HistorySettings | None = None) -> FastAPI:
         """200 once history has caught up with Kafka; 503 while starting or rebuilding."""
         consumer: HistoryConsumer = request.app.state.consumer
         status = consumer.status()
-        return _json(orjson.dumps(status), 200 if consumer.state is Readiness.ready else 503)
+        if consumer.state is Readiness.ready and await _store(request).epoch() is None:
+            status["status"] = Readiness.rebuilding.value
+        return _json(orjson.dumps(status), 200 if status["status"] == Readiness.ready.value else 503)
 
     app.add_middleware(RequestIdMiddleware)
     return app

@@ -25,6 +25,9 @@ __all__ = ["HistoryConsumer", "Readiness"]
 
 log = logging.getLogger("livefeed.history.consumer")
 
+LOSS_CHECK_S = 1.0
+"""How often history checks, while idle too, that Redis still holds its data."""
+
 
 class Readiness(StrEnum):
     starting = "starting"
@@ -60,9 +63,16 @@ class HistoryConsumer:
         self._consumer = consumer
         consumer.subscribe([self.settings.topic], listener=_Positioner(self, consumer))
         await consumer.start()
+        loop = asyncio.get_running_loop()
+        next_check = loop.time() + LOSS_CHECK_S
         try:
             while True:
                 batches = await consumer.getmany(timeout_ms=200)
+                if loop.time() >= next_check:
+                    next_check = loop.time() + LOSS_CHECK_S
+                    if await self.store.epoch() is None:
+                        await self._rebuild(consumer, consumer.assignment())
+                        continue
                 for tp, records in batches.items():
                     if not await self._apply(tp, records):
                         await self._rebuild(consumer, consumer.assignment())
