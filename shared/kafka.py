@@ -31,6 +31,7 @@ __all__ = [
     "make_producer",
     "read_topic_epoch",
     "topic_epoch",
+    "topic_partitions",
     "wait_for_kafka",
 ]
 
@@ -77,6 +78,19 @@ async def wait_for_kafka(settings: CommonSettings, timeout_s: float = 60.0) -> N
                 ) from exc
             log.info("waiting for kafka", extra={"error": str(exc)})
             await asyncio.sleep(1.0)
+
+
+async def topic_partitions(consumer: AIOKafkaConsumer, topic: str, timeout_s: float = 30.0) -> set[int]:
+    """The topic's partitions; a topic created a moment ago takes a metadata refresh to show them."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        cluster = await consumer._client.fetch_all_metadata()  # aiokafka has no public call for this
+        partitions: set[int] = cluster.partitions_for_topic(topic) or set()
+        if partitions:
+            return partitions
+        if asyncio.get_running_loop().time() > deadline:
+            raise RuntimeError(f"topic {topic!r} has no partitions after {timeout_s:.0f}s")
+        await asyncio.sleep(0.2)
 
 
 async def ensure_topic(settings: CommonSettings) -> None:

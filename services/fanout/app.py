@@ -15,13 +15,13 @@ import logging
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from shared.kafka import make_consumer, read_topic_epoch, wait_for_kafka
+from shared.kafka import make_consumer, read_topic_epoch, topic_partitions, wait_for_kafka
 from shared.settings import FanoutSettings
 from shared.wire import Event, WireError, hello_message, reset_message
 
@@ -61,7 +61,7 @@ class Fanout:
         consumer = make_consumer(settings, group_id=None)
         await consumer.start()
         try:
-            partitions = await _partitions(consumer, settings.topic)
+            partitions = await topic_partitions(consumer, settings.topic)
             tps = [TopicPartition(settings.topic, p) for p in sorted(partitions)]
             consumer.assign(tps)
             ends = await consumer.end_offsets(tps)
@@ -221,19 +221,6 @@ class Fanout:
         self._sinks.discard(sink)
         if self.hub is not None:
             self.hub.unsubscribe(sub)
-
-
-async def _partitions(consumer: AIOKafkaConsumer, topic: str, timeout_s: float = 30.0) -> set[int]:
-    """The topic's partitions; a topic created a moment ago takes a metadata refresh to show them."""
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while True:
-        cluster = await consumer._client.fetch_all_metadata()  # aiokafka has no public call for this
-        partitions: set[int] = cluster.partitions_for_topic(topic) or set()
-        if partitions:
-            return partitions
-        if asyncio.get_running_loop().time() > deadline:
-            raise RuntimeError(f"topic {topic!r} has no partitions after {timeout_s:.0f}s")
-        await asyncio.sleep(0.2)
 
 
 def _error_body(code: str, message: str, field: str) -> dict[str, Any]:

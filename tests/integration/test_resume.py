@@ -1,0 +1,291 @@
+"""Issue 4: gap-free resume under load, against the real stack.
+
+Readers of two feeds, with different tag filters, over WebSocket and SSE, drop their
+connections at random (abruptly or cleanly, during replay or live) and come back with their
+last cursor while writers publish, edit and retract hundreds of items. At the end each
+reader's sequence must equal, exactly, what Kafka holds for its feed and filter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from deploy.stack import Stack
+from shared.kafka import topic_partitions
+from tests.utils.streams import next_event, next_message, open_stream
+
+Record = tuple[str, str, str, int]
+"""(cursor, event type, item id, version): what a reader must see, in order."""
+
+TAGS = ("a", "b", "c")
+
+
+@dataclass
+class Reader:
+    feed: str
+    tags: frozenset[str] | None
+    transport: str
+    cursor: str
+    received: list[Record] = field(default_factory=list)
+    connections: int = 0
+
+    @property
+    def tags_param(self) -> str | None:
+        return ",".join(sorted(self.tags)) if self.tags else None
+
+    def take(self, message: dict[str, Any]) -> None:
+        item = message["item"]
+        self.received.append((message["cursor"], message["type"], item["id"], item["version"]))
+        self.cursor = message["cursor"]
+
+
+async def kafka_events(stack: Stack, feeds: set[str], epoch: str) -> dict[str, list[tuple[Record, frozenset[str]]]]:
+    """Every event of ``feeds`` in Kafka, in order, with the tags a filter matches on."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=f"{stack.topology.host}:{stack.topology.kafka}",
+                                enable_auto_commit=False, group_id=None)
+    await consumer.start()
+    try:
+        partitions = await topic_partitions(consumer, "livefeed.events")
+        tps = [TopicPartition("livefeed.events", p) for p in partitions]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        out: dict[str, list[tuple[Record, frozenset[str]]]] = {f: [] for f in feeds}
+        remaining = {tp for tp in tps if ends[tp] > 0}
+        deadline = time.monotonic() + 20
+        while remaining and time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=200)
+            for tp, records in batches.items():
+                for record in records:
+                    body = orjson.loads(record.value)
+                    if body["feed"] in feeds:
+                        cursor = f"{epoch}.{tp.partition}.{record.offset}"
+                        tags = frozenset(body["item"]["tags"]) | frozenset(body.get("prev_tags", ()))
+                        out[body["feed"]].append(
+                            ((cursor, body["type"], body["item"]["id"], body["item"]["version"]), tags))
+                    if record.offset + 1 >= ends[tp]:
+                        remaining.discard(tp)
+        assert not remaining, "could not read the topic back"
+        return out
+    finally:
+        await consumer.stop()
+
+
+async def ws_session(reader: Reader, ws_url: str, origin: str, lifetime: float | None, target: str | None) -> None:
+    ws = await open_stream(ws_url, reader.feed, origin, since=reader.cursor, tags=reader.tags_param)
+    reader.connections += 1
+    try:
+        hello = await next_message(ws)
+        assert hello["type"] == "hello", f"expected hello, got {hello}"
+        assert hello["cursor"] == reader.cursor
+        end = None if lifetime is None else time.monotonic() + lifetime
+        while target is None or reader.cursor != target:
+            timeout = 10.0 if end is None else end - time.monotonic()
+            if timeout <= 0:
+                return
+            try:
+                message = await next_event(ws, timeout=timeout)
+            except TimeoutError:
+                if end is None:
+                    raise
+                return
+            reader.take(message)
+    finally:
+        if random.random() < 0.5:
+            ws.transport.abort()
+        else:
+            await ws.close()
+
+
+async def sse_session(reader: Reader, base_url: str, origin: str, lifetime: float | None, target: str | None) -> None:
+    headers = {"Origin": origin, "Last-Event-ID": reader.cursor, "Accept": "text/event-stream"}
+    params = {"tags": reader.tags_param} if reader.tags else {}
+
+    async def consume() -> None:
+        async with httpx.AsyncClient(base_url=base_url, timeout=httpx.Timeout(10, read=15)) as client:
+            async with client.stream("GET", f"/v1/feeds/{reader.feed}/events", headers=headers, params=params) as resp:
+                assert resp.status_code == 200
+                reader.connections += 1
+                event, data = "message", ""
+                async for line in resp.aiter_lines():
+                    if line.startswith("event: "):
+                        event = line[7:]
+                    elif line.startswith("data: "):
+                        data = line[6:]
+                    elif line == "" and data:
+                        message = orjson.loads(data)
+                        assert event != "reset", f"unexpected reset: {message}"
+                        if event == "hello":
+                            assert message["cursor"] == reader.cursor
+                        elif message["type"].startswith("item."):
+                            reader.take(message)
+                            if target is not None and reader.cursor == target:
+                                return
+                        event, data = "message", ""
+
+    if lifetime is None:
+        await asyncio.wait_for(consume(), 20)
+    else:
+        try:
+            await asyncio.wait_for(consume(), lifetime)
+        except TimeoutError:
+            pass
+
+
+@pytest.mark.timeout(180)
+async def test_readers_that_drop_and_resume_see_exactly_the_published_sequence(
+    stack: Stack, api: httpx.AsyncClient, base_url: str, ws_url: str, origin: str, feed: str
+) -> None:
+    rng = random.Random(4)
+    feeds = [f"{feed}-x", f"{feed}-y"]
+    genesis = {f: (await api.post(f"/v1/feeds/{f}/items", json={"headline": "genesis"})).json()["cursor"]
+               for f in feeds}
+    epoch = genesis[feeds[0]].split(".")[0]
+    filters: list[frozenset[str] | None] = [None, frozenset({"a"}), frozenset({"b"}), frozenset({"a", "c"})]
+    readers = [Reader(f, tags, kind, genesis[f]) for f in feeds for tags in filters for kind in ("ws", "ws")]
+    readers += [Reader(f, tags, "sse", genesis[f]) for f in feeds for tags in (None, frozenset({"b"}))]
+    publishing = asyncio.Event()
+    publishing.set()
+
+    async def run_reader(reader: Reader) -> None:
+        while publishing.is_set():
+            lifetime = rng.uniform(0.01, 0.3)
+            if reader.transport == "ws":
+                await ws_session(reader, ws_url, origin, lifetime, None)
+            else:
+                await sse_session(reader, base_url, origin, lifetime, None)
+            await asyncio.sleep(rng.uniform(0, 0.05))
+
+    live: dict[str, list[str]] = {f: [] for f in feeds}
+
+    async def writer(f: str, ops: int) -> None:
+        for _ in range(ops):
+            roll = rng.random()
+            tags = sorted(t for t in TAGS if rng.random() < 0.4)
+            if roll < 0.6 or len(live[f]) < 3:
+                response = await api.post(f"/v1/feeds/{f}/items", json={"headline": "news", "tags": tags})
+                assert response.status_code == 201, response.text
+                live[f].append(response.json()["item"]["id"])
+            elif roll < 0.85:
+                item_id = rng.choice(live[f])
+                response = await api.patch(f"/v1/feeds/{f}/items/{item_id}", json={"tags": tags, "body": "edit"})
+                assert response.status_code in (200, 410), response.text
+            else:
+                item_id = rng.choice(live[f])
+                response = await api.delete(f"/v1/feeds/{f}/items/{item_id}")
+                assert response.status_code in (200, 410), response.text
+                if item_id in live[f]:
+                    live[f].remove(item_id)
+
+    reader_tasks = [asyncio.create_task(run_reader(r)) for r in readers]
+    await asyncio.gather(*(writer(f, 60) for f in feeds for _ in range(3)))
+    publishing.clear()
+    await asyncio.wait_for(asyncio.gather(*reader_tasks), 30)
+
+    in_kafka = await kafka_events(stack, set(feeds), epoch)
+    total = sum(len(v) for v in in_kafka.values())
+    assert total >= 300, total
+    for reader in readers:
+        genesis_offset = int(genesis[reader.feed].rsplit(".", 1)[1])
+        expected = [
+            record for record, tags in in_kafka[reader.feed]
+            if int(record[0].rsplit(".", 1)[1]) > genesis_offset
+            and (reader.tags is None or not reader.tags.isdisjoint(tags))
+        ]
+        if expected and reader.cursor != expected[-1][0]:
+            final = ws_session if reader.transport == "ws" else sse_session
+            url = ws_url if reader.transport == "ws" else base_url
+            await asyncio.wait_for(final(reader, url, origin, None, expected[-1][0]), 20)
+        assert reader.connections > 3, "the reader did not reconnect often enough to test anything"
+        assert reader.received == expected, (
+            f"{reader.transport} reader of {reader.feed} tags={reader.tags}: got {len(reader.received)} "
+            f"events, expected {len(expected)}"
+        )
+
+
+async def test_a_cursor_older_than_the_buffer_gets_an_explicit_reset(
+    api: httpx.AsyncClient, base_url: str, ws_url: str, origin: str, feed: str
+) -> None:
+    first = (await api.post(f"/v1/feeds/{feed}/items", json={"headline": "old"})).json()["cursor"]
+    for start in range(0, 310, 31):
+        await asyncio.gather(*(api.post(f"/v1/feeds/{feed}/items", json={"headline": f"n{n}"})
+                               for n in range(start, start + 31)))
+    ws = await open_stream(ws_url, feed, origin, since=first)
+    message = await next_message(ws)
+    assert message["type"] == "reset"
+    assert message["reason"] == "cursor_too_old"
+    await asyncio.wait_for(ws.wait_closed(), 5)
+    assert ws.close_code == 4000
+    async with httpx.AsyncClient(base_url=base_url, timeout=10) as client:
+        response = await client.get(f"/v1/feeds/{feed}/events", headers={"Last-Event-ID": first})
+        assert "event: reset" in response.text
+    snapshot = (await api.get(f"/v1/feeds/{feed}/items?limit=1")).json()
+    resumed = await open_stream(ws_url, feed, origin, since=snapshot["cursor"])
+    try:
+        assert (await next_message(resumed)) == {"type": "hello", "feed": feed, "cursor": snapshot["cursor"]}
+    finally:
+        await resumed.close()
+
+
+async def test_a_cursor_from_another_topic_epoch_gets_a_reset(ws_url: str, origin: str, feed: str) -> None:
+    ws = await open_stream(ws_url, feed, origin, since="00000000.0.5")
+    message = await next_message(ws)
+    assert message["type"] == "reset" and message["reason"] == "epoch_changed"
+
+
+async def test_sse_streams_live_events_with_ids_and_checks_origin(
+    api: httpx.AsyncClient, base_url: str, origin: str, feed: str
+) -> None:
+    first = (await api.post(f"/v1/feeds/{feed}/items", json={"headline": "one"})).json()["cursor"]
+    async with httpx.AsyncClient(base_url=base_url, timeout=10) as client:
+        foreign = await client.get(f"/v1/feeds/{feed}/events", headers={"Origin": "http://evil.example"})
+        assert foreign.status_code == 403
+        async with client.stream("GET", f"/v1/feeds/{feed}/events", params={"since": first},
+                                 headers={"Origin": origin}) as response:
+            assert response.headers["content-type"].startswith("text/event-stream")
+            lines = response.aiter_lines()
+            second = (await api.post(f"/v1/feeds/{feed}/items", json={"headline": "two"})).json()
+            seen: list[str] = []
+            while f"id: {second['cursor']}" not in seen:
+                seen.append(await asyncio.wait_for(anext(lines), 5))
+            data = await asyncio.wait_for(anext(lines), 5)
+            assert orjson.loads(data.removeprefix("data: "))["item"] == second["item"]
+            assert "event: hello" in seen
+
+
+async def test_heartbeats_keep_an_idle_stream_alive(ws_url: str, origin: str, feed: str) -> None:
+    ws = await open_stream(ws_url, feed, origin)
+    try:
+        await next_message(ws)
+        beat = await next_message(ws, timeout=8, skip_heartbeats=False)
+        assert beat == {"type": "heartbeat"}
+    finally:
+        await ws.close()
+
+
+async def test_a_reader_resumes_exactly_across_a_fanout_restart(
+    stack: Stack, api: httpx.AsyncClient, ws_url: str, origin: str, feed: str
+) -> None:
+    seen = (await api.post(f"/v1/feeds/{feed}/items", json={"headline": "before"})).json()["cursor"]
+    stack.stop_process("fanout")
+    missed = [(await api.post(f"/v1/feeds/{feed}/items", json={"headline": f"while down {n}"})).json()
+              for n in range(3)]
+    await asyncio.to_thread(stack.start_service, "fanout")
+    ws = await open_stream(ws_url, feed, origin, since=seen)
+    try:
+        assert (await next_message(ws))["type"] == "hello"
+        got = [await next_event(ws) for _ in missed]
+        assert [g["cursor"] for g in got] == [m["cursor"] for m in missed]
+        after = (await api.post(f"/v1/feeds/{feed}/items", json={"headline": "after"})).json()
+        assert (await next_event(ws))["cursor"] == after["cursor"]
+    finally:
+        await ws.close()
