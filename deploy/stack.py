@@ -261,10 +261,9 @@ def _wait_http(url: str, timeout: float, what: str, proc: subprocess.Popen[bytes
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"{what} exited with code {proc.returncode}; see its log under .run/logs/{what}.log")
-        with contextlib.suppress(OSError, urllib.error.URLError):
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status < 500:
-                    return
+        with contextlib.suppress(OSError, urllib.error.URLError), urllib.request.urlopen(url, timeout=2) as response:
+            if response.status < 500:
+                return
         time.sleep(0.2)
     raise RuntimeError(f"{what} did not answer {url} within {timeout:.0f}s; see its log under .run/logs/{what}.log")
 

@@ -8,13 +8,31 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import ORJSONResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["ApiError", "BodySizeLimitMiddleware", "error_response", "install_error_handlers"]
+__all__ = [
+    "ApiError",
+    "BodySizeLimitMiddleware",
+    "JsonResponse",
+    "error_response",
+    "install_docs",
+    "install_error_handlers",
+]
+
+
+class JsonResponse(Response):
+    """A JSON answer encoded with orjson (what every livefeed error uses)."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
 
 
 class ApiError(Exception):
@@ -39,10 +57,10 @@ class ApiError(Exception):
         self.extra = extra or {}
 
 
-def error_response(error: ApiError) -> ORJSONResponse:
+def error_response(error: ApiError) -> JsonResponse:
     body: dict[str, Any] = {"error": error.code, "message": error.message, "fields": error.fields}
     body.update(error.extra)
-    return ORJSONResponse(body, status_code=error.status, headers=error.headers)
+    return JsonResponse(body, status_code=error.status, headers=error.headers)
 
 
 def _field_name(loc: tuple[Any, ...]) -> str:
@@ -50,17 +68,18 @@ def _field_name(loc: tuple[Any, ...]) -> str:
     return ".".join(parts) or "body"
 
 
-async def _on_api_error(_: Request, exc: Exception) -> ORJSONResponse:
+async def _on_api_error(_: Request, exc: Exception) -> JsonResponse:
     assert isinstance(exc, ApiError)
     return error_response(exc)
 
 
-async def _on_validation_error(_: Request, exc: Exception) -> ORJSONResponse:
+async def _on_validation_error(_: Request, exc: Exception) -> JsonResponse:
     assert isinstance(exc, RequestValidationError)
     errors = list(exc.errors())
     if any(err.get("type") == "json_invalid" for err in errors):
         return error_response(
-            ApiError(400, "malformed_json", "The request body is not valid JSON.", fields=[{"field": "body", "message": "invalid JSON"}])
+            ApiError(400, "malformed_json", "The request body is not valid JSON.",
+                     fields=[{"field": "body", "message": "invalid JSON"}])
         )
     fields = [
         {"field": _field_name(tuple(err.get("loc", ()))), "message": str(err.get("msg", "invalid"))}
@@ -70,16 +89,30 @@ async def _on_validation_error(_: Request, exc: Exception) -> ORJSONResponse:
     return error_response(ApiError(422, "validation_error", summary, fields=fields))
 
 
-async def _on_http_error(_: Request, exc: Exception) -> ORJSONResponse:
+async def _on_http_error(_: Request, exc: Exception) -> JsonResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-    return error_response(ApiError(exc.status_code, code, str(exc.detail), headers=exc.headers))
+    headers = dict(exc.headers) if exc.headers else None
+    return error_response(ApiError(exc.status_code, code, str(exc.detail), headers=headers))
 
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _on_api_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
+
+
+def install_docs(app: FastAPI) -> None:
+    """Serve the OpenAPI page at ``/docs`` with a relative spec URL.
+
+    The gateway mounts each service under a prefix (``/api/ingest/``); a relative URL works
+    both there and on the service's own port. Create the app with ``docs_url=None``.
+    """
+
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="openapi.json", title=f"{app.title} API")
+
+    app.add_api_route("/docs", docs, include_in_schema=False)
 
 
 class BodySizeLimitMiddleware:

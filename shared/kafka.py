@@ -111,7 +111,7 @@ async def ensure_topic(settings: CommonSettings) -> None:
         await admin.close()
 
 
-class _Uuid(AbstractType[bytes]):
+class _Uuid(AbstractType[bytes]):  # type: ignore[misc]
     @classmethod
     def encode(cls, value: bytes) -> bytes:
         return value
@@ -122,7 +122,7 @@ class _Uuid(AbstractType[bytes]):
         return raw
 
 
-class _MetadataResponse_v12(Response):
+class _MetadataResponse_v12(Response):  # type: ignore[misc]
     API_KEY = 3
     API_VERSION = 12
     SCHEMA = Schema(
@@ -167,7 +167,7 @@ class _MetadataResponse_v12(Response):
     )
 
 
-class _MetadataRequest_v12(RequestStruct):
+class _MetadataRequest_v12(RequestStruct):  # type: ignore[misc]
     API_KEY = 3
     API_VERSION = 12
     FLEXIBLE_VERSION = True
@@ -183,7 +183,7 @@ class _MetadataRequest_v12(RequestStruct):
     )
 
 
-class _TopicIdRequest(Request[_MetadataRequest_v12]):
+class _TopicIdRequest(Request[_MetadataRequest_v12]):  # type: ignore[misc]
     API_KEY = 3
 
     def __init__(self, struct: _MetadataRequest_v12) -> None:

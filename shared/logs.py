@@ -106,7 +106,7 @@ class RequestIdMiddleware:
 def _incoming_id(scope: Scope) -> str | None:
     for name, value in scope["headers"]:
         if name == b"x-request-id":
-            text = value.decode("latin-1")
+            text: str = value.decode("latin-1")
             if 0 < len(text) <= 128 and text.isprintable():
                 return text
     return None

@@ -43,7 +43,9 @@ class IngestSettings(CommonSettings):
         description="Comma-separated bearer tokens allowed to write. Empty: every write is refused.",
     )
     idempotency_ttl_s: int = Field(86_400, ge=60, description="How long an Idempotency-Key is remembered.")
-    max_feeds: int = Field(1_000, ge=1, description="Feeds that may exist at once; a post to a new feed past it is refused.")
+    max_feeds: int = Field(
+        1_000, ge=1, description="Feeds that may exist at once; a post to a new feed past it is refused."
+    )
     write_rate_per_s: float = Field(200.0, gt=0, description="Sustained writes per second per token.")
     write_burst: int = Field(400, ge=1, description="Writes a token may burst above the rate.")
 
@@ -78,7 +80,7 @@ class FanoutSettings(CommonSettings):
     heartbeat_s: float = Field(20.0, gt=0, description="Seconds between heartbeats on idle streams.")
     allowed_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["http://127.0.0.1:8080", "http://localhost:8080"],
-        description="Comma-separated Origins allowed to open a stream. Requests without Origin (non-browsers) are allowed.",
+        description="Comma-separated Origins allowed to open a stream; requests without Origin (non-browsers) pass.",
     )
 
     @field_validator("allowed_origins", mode="before")

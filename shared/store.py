@@ -169,12 +169,12 @@ class ItemStore:
         return int(result)
 
     async def get(self, feed: str, item_id: str) -> StoredItem | None:
-        values = await self.redis.hmget(
+        values: list[Any] = await self.redis.hmget(
             f"{PREFIX}item:{feed}:{item_id}", ["item", "version", "status", "seq", "cursor"]
         )
         return _stored(values)
 
-    async def list(
+    async def items(
         self, feed: str, *, limit: int, before: int | None = None, tag: str | None = None,
         key_events: bool = False,
     ) -> list[StoredItem]:
@@ -186,7 +186,7 @@ class ItemStore:
         else:
             index = f"{PREFIX}list:{feed}"
         top: str | int = "+inf" if before is None else f"({before}"
-        ids = await self.redis.zrange(index, top, "-inf", desc=True, byscore=True, offset=0, num=limit)
+        ids: list[Any] = await self.redis.zrange(index, top, "-inf", desc=True, byscore=True, offset=0, num=limit)
         if not ids:
             return []
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -195,7 +195,7 @@ class ItemStore:
                     f"{PREFIX}item:{feed}:{item_id.decode()}",
                     ["item", "version", "status", "seq", "cursor"],
                 )
-            rows = await pipe.execute()
+            rows: list[Any] = await pipe.execute()
         items: list[StoredItem] = []
         expired: list[bytes] = []
         for item_id, row in zip(ids, rows, strict=True):
@@ -210,7 +210,7 @@ class ItemStore:
 
     async def feeds(self) -> list[tuple[str, int]]:
         """Every live feed with the time of its last change (ms since the epoch), newest first."""
-        rows = await self.redis.zrange(f"{PREFIX}feeds", 0, -1, desc=True, withscores=True)
+        rows: list[Any] = await self.redis.zrange(f"{PREFIX}feeds", 0, -1, desc=True, withscores=True)
         return [(feed.decode(), int(score)) for feed, score in rows]
 
     async def feed_count(self) -> int:
@@ -221,15 +221,15 @@ class ItemStore:
 
     async def head(self, feed: str) -> Cursor | None:
         """The cursor of the last event history applied to ``feed``."""
-        value = await self.redis.get(f"{PREFIX}head:{feed}")
+        value: Any = await self.redis.get(f"{PREFIX}head:{feed}")
         return None if value is None else Cursor.parse(value.decode())
 
     async def watermark(self, partition: int) -> int | None:
-        value = await self.redis.get(f"{PREFIX}wm:{partition}")
+        value: Any = await self.redis.get(f"{PREFIX}wm:{partition}")
         return None if value is None else int(value)
 
     async def epoch(self) -> str | None:
-        value = await self.redis.get(f"{PREFIX}meta:epoch")
+        value: Any = await self.redis.get(f"{PREFIX}meta:epoch")
         return None if value is None else value.decode()
 
     async def reset(self, epoch: str) -> None:
@@ -240,7 +240,7 @@ class ItemStore:
         await self.redis.set(f"{PREFIX}meta:epoch", epoch)
 
 
-def _stored(values: list[bytes | None]) -> StoredItem | None:
+def _stored(values: list[Any]) -> StoredItem | None:
     item_json, version, status, seq, cursor = values
     if item_json is None or version is None or status is None or seq is None or cursor is None:
         return None

@@ -32,7 +32,12 @@ def stack() -> Iterator[Stack]:
         run_dir=run_dir,
         token=TEST_TOKEN,
         quiet=True,
-        extra_env={"LIVEFEED_HEARTBEAT_S": "5", "LIVEFEED_FANOUT_BUFFER": "300", "LIVEFEED_WRITE_RATE_PER_S": "5000", "LIVEFEED_WRITE_BURST": "5000"},
+        extra_env={
+            "LIVEFEED_HEARTBEAT_S": "5",
+            "LIVEFEED_FANOUT_BUFFER": "300",
+            "LIVEFEED_WRITE_RATE_PER_S": "5000",
+            "LIVEFEED_WRITE_BURST": "5000",
+        },
     )
     try:
         stack.start()

@@ -20,6 +20,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+from websockets.typing import Origin
 
 from shared.kafka import make_consumer, read_topic_epoch, topic_partitions, wait_for_kafka
 from shared.settings import FanoutSettings
@@ -27,7 +28,7 @@ from shared.wire import Event, WireError, hello_message, reset_message
 
 from .hub import Hub, ResetNeeded, Subscriber
 from .sinks import SseSink, WsSink
-from .streams import Encoded, StreamRequest, StreamRequestError, parse_stream_request, sse_chunk, ws_text_frame
+from .streams import StreamRequest, StreamRequestError, parse_stream_request, sse_chunk, ws_text_frame
 
 __all__ = ["Fanout"]
 
@@ -71,7 +72,9 @@ class Fanout:
                 consumer.seek(tp, start)
                 hub.start_partition(tp.partition, start)
             log.info("fanout warming up", extra={"epoch": epoch, "partitions": len(tps)})
-            caught_up = {tp: ends[tp] for tp in tps if ends[tp] > max(begins[tp], ends[tp] - settings.fanout_warmup)}
+            caught_up: dict[TopicPartition, int] | None = {
+                tp: ends[tp] for tp in tps if ends[tp] > max(begins[tp], ends[tp] - settings.fanout_warmup)
+            }
             servers: list[Server | asyncio.Server] = []
             heartbeat: asyncio.Task[None] | None = None
             try:
@@ -115,7 +118,7 @@ class Fanout:
             settings.fanout_host,
             settings.fanout_port,
             process_request=self._check_ws,
-            origins=[*settings.allowed_origins, None],
+            origins=[*(Origin(o) for o in settings.allowed_origins), None],
             compression=None,
             max_size=4096,
             max_queue=4,
@@ -146,7 +149,7 @@ class Fanout:
         except StreamRequestError as exc:
             return _json_response(exc.status, _error_body("bad_stream_request", exc.message, exc.field))
         if self.hub is not None and self.hub.subscribers >= self.settings.fanout_max_clients:
-            return _json_response(503, _error_body("too_many_readers", "This fanout is full; retry shortly.", "connection"))
+            return _json_response(503, _FULL)
         self._requests[conn] = parsed
         return None
 
@@ -186,7 +189,7 @@ class Fanout:
                 return _write_json(writer, 405, _error_body("method_not_allowed", "Use GET.", "method"))
             origin = headers.get("origin")
             if origin is not None and origin not in self.settings.allowed_origins:
-                return _write_json(writer, 403, _error_body("origin_not_allowed", "This Origin may not open a stream.", "Origin"))
+                return _write_json(writer, 403, _FOREIGN_ORIGIN)
             if target == "/healthz":
                 return _write_json(writer, 200, {"status": "ok"})
             request = parse_stream_request(target, "events", headers.get("last-event-id"))
@@ -194,12 +197,13 @@ class Fanout:
             if hub is None:
                 return _write_json(writer, 503, _error_body("not_ready", "Starting; retry shortly.", "connection"))
             if hub.subscribers >= self.settings.fanout_max_clients:
-                return _write_json(writer, 503, _error_body("too_many_readers", "This fanout is full; retry shortly.", "connection"))
-            sink = SseSink(writer.transport, self.settings.fanout_queue_limit)  # type: ignore[arg-type]
+                return _write_json(writer, 503, _FULL)
+            sink = SseSink(writer.transport, self.settings.fanout_queue_limit)
             try:
                 sub, replay, position = hub.subscribe(request.feed, request.since, request.tags, sink)
             except ResetNeeded as exc:
-                writer.write(SSE_HEADERS + sse_chunk(reset_message(request.feed, exc.reason.value, None), event="reset"))
+                reset = reset_message(request.feed, exc.reason.value, None)
+                writer.write(SSE_HEADERS + sse_chunk(reset, event="reset"))
                 return None
             self._sinks.add(sink)
             writer.write(SSE_HEADERS + sse_chunk(hello_message(request.feed, position), event="hello"))
@@ -225,6 +229,10 @@ class Fanout:
 
 def _error_body(code: str, message: str, field: str) -> dict[str, Any]:
     return {"error": code, "message": message, "fields": [{"field": field, "message": message}]}
+
+
+_FULL = _error_body("too_many_readers", "This fanout is full; retry shortly.", "connection")
+_FOREIGN_ORIGIN = _error_body("origin_not_allowed", "This Origin may not open a stream.", "Origin")
 
 
 def _json_response(status: int, body: dict[str, Any]) -> Response:

@@ -46,7 +46,7 @@ def parse_stream_request(target: str, suffix: str, last_event_id: str | None = N
     if not valid_feed(feed):
         raise StreamRequestError(400, "feed", "a feed is lowercase letters, digits and dashes, 1 to 63 long")
     query = parse_qs(parts.query, keep_blank_values=False)
-    since_text = last_event_id or (query.get("since") or [None])[0]
+    since_text = last_event_id or next(iter(query.get("since", [])), None)
     since = None
     if since_text:
         try:
@@ -102,5 +102,5 @@ class Encoded:
 
     def sse(self) -> bytes:
         if self._sse is None:
-            self._sse = sse_chunk(self.message, self.cursor and self.cursor.serialize())
+            self._sse = sse_chunk(self.message, None if self.cursor is None else self.cursor.serialize())
         return self._sse

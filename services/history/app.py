@@ -16,10 +16,9 @@ from typing import Annotated
 
 import orjson
 from fastapi import FastAPI, Path, Query, Request, Response
-from fastapi.responses import ORJSONResponse
 
 from shared.cursor import Cursor, CursorError
-from shared.http import ApiError, install_error_handlers
+from shared.http import ApiError, install_docs, install_error_handlers
 from shared.kafka import read_topic_epoch, wait_for_kafka
 from shared.logs import RequestIdMiddleware
 from shared.models import FEED_PATTERN, Item
@@ -88,9 +87,12 @@ def create_app(settings: HistorySettings | None = None) -> FastAPI:
         version="1",
         description="Read each feed's current items, newest first, with cursor pagination.",
         lifespan=lifespan,
-        default_response_class=ORJSONResponse,
+        docs_url=None,
+        redoc_url=None,
+        servers=[{"url": "/", "description": "the gateway"}],
     )
     install_error_handlers(app)
+    install_docs(app)
 
     @app.get("/v1/feeds", summary="List feeds")
     async def list_feeds(request: Request) -> Response:
@@ -114,7 +116,7 @@ def create_app(settings: HistorySettings | None = None) -> FastAPI:
         store = _store(request)
         before_offset = _before(before, request.app.state.epoch)
         head = await store.head(feed)
-        items = await store.list(feed, limit=limit, before=before_offset, tag=tag)
+        items = await store.items(feed, limit=limit, before=before_offset, tag=tag)
         return _json(_page(feed, head, items, limit, request.app.state.epoch))
 
     @app.get("/v1/feeds/{feed}/key-events", summary="List a feed's key events")
@@ -124,7 +126,7 @@ def create_app(settings: HistorySettings | None = None) -> FastAPI:
         """Items marked as key events, newest first, however far back (within the age limit)."""
         store = _store(request)
         head = await store.head(feed)
-        items = await store.list(feed, limit=limit, key_events=True)
+        items = await store.items(feed, limit=limit, key_events=True)
         return _json(_page(feed, head, items, limit, request.app.state.epoch))
 
     @app.get("/v1/feeds/{feed}/items/{item_id}", response_model=Item, summary="Get one item")

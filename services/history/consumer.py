@@ -100,6 +100,7 @@ class HistoryConsumer:
 
     async def _rebuild(self, consumer: AIOKafkaConsumer, partitions: set[TopicPartition]) -> None:
         log.warning("redis lost livefeed's data: rebuilding every feed from kafka")
+        self.state = Readiness.rebuilding
         await self.store.reset(self.epoch)
         await self.position(consumer, partitions)
 
@@ -114,6 +115,7 @@ class HistoryConsumer:
                 consumer.seek(tp, watermark + 1)
                 self._next[tp] = watermark + 1
         if rebuild:
+            self.state = Readiness.rebuilding
             await consumer.seek_to_beginning(*rebuild)
             self._next.update(await consumer.beginning_offsets(rebuild))
             self._targets = {**self._targets, **await consumer.end_offsets(rebuild)}

@@ -20,10 +20,9 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from fastapi import APIRouter, Depends, FastAPI, Header, Path, Request, Response
-from fastapi.responses import ORJSONResponse
 
 from shared.cursor import Cursor
-from shared.http import ApiError, BodySizeLimitMiddleware, install_error_handlers
+from shared.http import ApiError, BodySizeLimitMiddleware, install_docs, install_error_handlers
 from shared.kafka import make_producer, topic_epoch, wait_for_kafka
 from shared.logs import RequestIdMiddleware
 from shared.models import FEED_PATTERN, Item, ItemCreate, ItemUpdate
@@ -155,7 +154,8 @@ async def _idempotent(
             fields=[{"field": "Idempotency-Key", "message": "already used with another body"}],
         )
     if claim.kind == "busy":
-        raise ApiError(409, "idempotency_key_in_use", "A request with this Idempotency-Key is still running; retry shortly.",
+        raise ApiError(409, "idempotency_key_in_use",
+                       "A request with this Idempotency-Key is still running; retry shortly.",
                        headers={"Retry-After": "1"})
     try:
         status, body = await work(claim.item_id)
@@ -169,7 +169,8 @@ async def _idempotent(
 async def _current(ingest: Ingest, feed: str, item_id: str) -> dict[str, Any]:
     stored = await ingest.store.get(feed, item_id)
     if stored is None:
-        raise ApiError(404, "not_found", f"No item {item_id} in feed {feed}.", fields=[{"field": "id", "message": "unknown item"}])
+        raise ApiError(404, "not_found", f"No item {item_id} in feed {feed}.",
+                       fields=[{"field": "id", "message": "unknown item"}])
     return stored.item()
 
 
@@ -189,7 +190,8 @@ async def _change(
             cursor = await ingest.send(event)
             return _answer(200, event.item, cursor)
     except ItemBusy as exc:
-        raise ApiError(409, "item_busy", "Another edit of this item is in progress; retry.", headers={"Retry-After": "1"}) from exc
+        raise ApiError(409, "item_busy", "Another edit of this item is in progress; retry.",
+                       headers={"Retry-After": "1"}) from exc
 
 
 @router.post("", status_code=201, response_model=Written, summary="Publish an item")
@@ -249,7 +251,8 @@ def _pin_route(pinned: bool) -> Callable[..., Awaitable[Response]]:
         update = ItemUpdate(pinned=pinned)
 
         async def work(_: str) -> tuple[int, bytes]:
-            return await _change(ingest, feed, item_id, None, lambda cur: lifecycle.edit(cur, update, lifecycle.now_utc()))
+            return await _change(ingest, feed, item_id, None,
+                                 lambda cur: lifecycle.edit(cur, update, lifecycle.now_utc()))
 
         fingerprint = {"op": "pin" if pinned else "unpin", "feed": feed, "id": item_id}
         return await _idempotent(ingest, caller, idempotency_key, fingerprint, item_id, work)
@@ -257,8 +260,10 @@ def _pin_route(pinned: bool) -> Callable[..., Awaitable[Response]]:
     return pin
 
 
-router.add_api_route("/{item_id}/pin", _pin_route(True), methods=["PUT"], response_model=Written, summary="Pin an item")
-router.add_api_route("/{item_id}/pin", _pin_route(False), methods=["DELETE"], response_model=Written, summary="Unpin an item")
+router.add_api_route("/{item_id}/pin", _pin_route(True), methods=["PUT"], response_model=Written,
+                     summary="Pin an item")
+router.add_api_route("/{item_id}/pin", _pin_route(False), methods=["DELETE"], response_model=Written,
+                     summary="Unpin an item")
 
 
 def create_app(settings: IngestSettings | None = None) -> FastAPI:
@@ -293,9 +298,12 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
         version="1",
         description="The newsroom's write API: publish, edit, pin and retract items. Every write needs a bearer token.",
         lifespan=lifespan,
-        default_response_class=ORJSONResponse,
+        docs_url=None,
+        redoc_url=None,
+        servers=[{"url": "/", "description": "the gateway"}],
     )
     install_error_handlers(app)
+    install_docs(app)
     app.include_router(router)
 
     @app.get("/healthz", include_in_schema=False)

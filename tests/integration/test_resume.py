@@ -9,6 +9,7 @@ reader's sequence must equal, exactly, what Kafka holds for its feed and filter.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from dataclasses import dataclass, field
@@ -111,34 +112,34 @@ async def sse_session(reader: Reader, base_url: str, origin: str, lifetime: floa
     params = {"tags": reader.tags_param} if reader.tags else {}
 
     async def consume() -> None:
-        async with httpx.AsyncClient(base_url=base_url, timeout=httpx.Timeout(10, read=15)) as client:
-            async with client.stream("GET", f"/v1/feeds/{reader.feed}/events", headers=headers, params=params) as resp:
-                assert resp.status_code == 200
-                reader.connections += 1
-                event, data = "message", ""
-                async for line in resp.aiter_lines():
-                    if line.startswith("event: "):
-                        event = line[7:]
-                    elif line.startswith("data: "):
-                        data = line[6:]
-                    elif line == "" and data:
-                        message = orjson.loads(data)
-                        assert event != "reset", f"unexpected reset: {message}"
-                        if event == "hello":
-                            assert message["cursor"] == reader.cursor
-                        elif message["type"].startswith("item."):
-                            reader.take(message)
-                            if target is not None and reader.cursor == target:
-                                return
-                        event, data = "message", ""
+        async with (
+            httpx.AsyncClient(base_url=base_url, timeout=httpx.Timeout(10, read=15)) as client,
+            client.stream("GET", f"/v1/feeds/{reader.feed}/events", headers=headers, params=params) as resp,
+        ):
+            assert resp.status_code == 200
+            reader.connections += 1
+            event, data = "message", ""
+            async for line in resp.aiter_lines():
+                if line.startswith("event: "):
+                    event = line[7:]
+                elif line.startswith("data: "):
+                    data = line[6:]
+                elif line == "" and data:
+                    message = orjson.loads(data)
+                    assert event != "reset", f"unexpected reset: {message}"
+                    if event == "hello":
+                        assert message["cursor"] == reader.cursor
+                    elif message["type"].startswith("item."):
+                        reader.take(message)
+                        if target is not None and reader.cursor == target:
+                            return
+                    event, data = "message", ""
 
     if lifetime is None:
         await asyncio.wait_for(consume(), 20)
     else:
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(consume(), lifetime)
-        except TimeoutError:
-            pass
 
 
 @pytest.mark.timeout(180)
