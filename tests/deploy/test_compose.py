@@ -57,6 +57,8 @@ PROJECT_FILES = (
     "deploy/Dockerfile",
     "deploy/nginx/livefeed.conf.template",
 )
+PACKAGES = ("shared", "services")
+"""Copied into the broken copies too, for the package-data check."""
 
 
 # -- reading the project ----------------------------------------------------------------------
@@ -384,6 +386,32 @@ def check_image(project: Project) -> list[str]:
     return problems
 
 
+def check_package_data(project: Project) -> list[str]:
+    """Every non-Python file in the installed packages is package-data, or `pip install .` drops it.
+
+    The image installs a wheel, not the checkout: a file setuptools is not told about (static
+    pages, demo data) exists locally but is missing in the container.
+    """
+    problems = []
+    scripts = project.scripts
+    targets = [scripts[cmd[0]] for svc in project.ours().values() if (cmd := command(svc)) and cmd[0] in scripts]
+    declared = project.pyproject.get("tool", {}).get("setuptools", {}).get("package-data", {})
+    for top in sorted(imported_top_level_packages(targets)):
+        for path in sorted((project.root / top).rglob("*")):
+            if not path.is_file() or "__pycache__" in path.parts or path.suffix in {".py", ".pyc"}:
+                continue
+            package = path.parent
+            while not (package / "__init__.py").exists() and package != project.root:
+                package = package.parent
+            dotted = ".".join(package.relative_to(project.root).parts)
+            relative = path.relative_to(package).as_posix()
+            patterns = [*declared.get(dotted, []), *declared.get("*", []), *declared.get("", [])]
+            if not any(fnmatch.fnmatch(relative, pattern) for pattern in patterns):
+                problems.append(f"pyproject.toml: {path.relative_to(project.root)} is not package-data of "
+                                f"{dotted}, so the image lacks it")
+    return problems
+
+
 def check_gateway(project: Project) -> list[str]:
     """The gateway mounts deploy/stack.py's template where the nginx image renders templates."""
     problems = []
@@ -461,6 +489,7 @@ CHECKS: dict[str, Callable[[Project], list[str]]] = {
     "dependencies": check_dependencies,
     "scaling": check_scaling,
     "image": check_image,
+    "package_data": check_package_data,
     "gateway": check_gateway,
 }
 
@@ -500,6 +529,8 @@ def copy_project(tmp_path: Path) -> Project:
     for name in PROJECT_FILES:
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / name, tmp_path / name)
+    for package in PACKAGES:
+        shutil.copytree(ROOT / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__"))
     return Project(tmp_path)
 
 
@@ -590,6 +621,9 @@ BROKEN: list[tuple[str, str, Callable[[Project], object], str]] = [
     ("image", "package ignored",
      lambda p: (p.root / ".dockerignore").write_text("services\n"),
      ".dockerignore: services keeps services out"),
+    ("package_data", "data file setuptools is not told about",
+     lambda p: (p.root / "shared" / "schema.json").write_text("{}"),
+     "shared/schema.json is not package-data of shared"),
     ("gateway", "another template mounted",
      lambda p: _edit_text(p, COMPOSE, "./deploy/nginx/livefeed.conf.template:", "./deploy/nginx/other.conf.template:"),
      "expected one service mounting"),
