@@ -4,8 +4,8 @@ Compose only meets the code when the stack starts, and a wrong name fails quietl
 settings classes ignore unknown LIVEFEED_* variables, so a typo just leaves a default in place.
 These checks catch that here instead: the compose schema (docker-compose config), the entry
 points, the settings names, the ports, the image's contents and the gateway template. Each
-check returns its problems as text; the ``broken`` tests feed each one a deliberately broken
-copy to show it can fail.
+check returns its problems as text, and ``test_each_check_catches_a_broken_copy`` feeds each
+one a deliberately broken copy of the files in a tmp dir to show that it can fail.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import copy
 import fnmatch
+import functools
 import importlib
 import inspect
 import json
@@ -165,6 +166,11 @@ def _deploy_path(node: ast.AST) -> Path | None:
 
 def imported_top_level_packages(targets: list[str]) -> set[str]:
     """Top-level packages of this repository that importing the entry points loads."""
+    return set(_imported_top_level_packages(tuple(sorted(targets))))
+
+
+@functools.cache
+def _imported_top_level_packages(targets: tuple[str, ...]) -> frozenset[str]:
     code = (
         "import importlib, json, sys\n"
         "from pathlib import Path\n"
@@ -182,7 +188,7 @@ def imported_top_level_packages(targets: list[str]) -> set[str]:
     modules = [target.split(":", 1)[0] for target in targets]
     out = subprocess.run([sys.executable, "-c", code, str(ROOT), *modules], cwd=ROOT,
                          capture_output=True, text=True, check=True, timeout=120).stdout
-    return set(json.loads(out))
+    return frozenset(json.loads(out))
 
 
 # -- the checks: each returns a list of problems ------------------------------------------------
