@@ -56,20 +56,35 @@ class Ingest:
     epoch: str
 
     async def send(self, event: Event) -> Cursor:
-        """Publish ``event``; return its cursor once Kafka has it, or raise a 503."""
+        """Publish ``event``; return its cursor once Kafka has it, or raise a 503.
+
+        A broker that cannot be reached fails the write before anything is handed to the
+        producer, so that 503 means "not stored". Once handed over, the idempotent producer
+        retries until Kafka takes it; if no acknowledgement comes in time the answer is a
+        503 that says the outcome is unknown, and a retry with the same Idempotency-Key
+        reuses the item id, so it can never make a second item.
+        """
+        if not await self._kafka_reachable():
+            log.error("kafka unreachable: write refused", extra={"feed": event.feed})
+            raise ApiError(
+                503,
+                "kafka_unavailable",
+                "Kafka cannot be reached, so the write was not stored. Retry shortly with the same Idempotency-Key.",
+                headers={"Retry-After": "2"},
+            )
         try:
             metadata = await asyncio.wait_for(
                 self.producer.send_and_wait(self.settings.topic, event.serialize(), key=event.feed.encode()),
                 KAFKA_TIMEOUT_S,
             )
         except (KafkaError, TimeoutError) as exc:
-            log.error("kafka write failed", extra={"error": repr(exc), "feed": event.feed})
+            log.error("kafka write not acknowledged", extra={"error": repr(exc), "feed": event.feed})
             raise ApiError(
                 503,
-                "kafka_unavailable",
-                "The event store did not accept the write; nothing was published. "
-                "Retry with the same Idempotency-Key.",
-                headers={"Retry-After": "1"},
+                "kafka_unacknowledged",
+                f"Kafka did not acknowledge the write within {KAFKA_TIMEOUT_S:.0f}s; it may still be stored. "
+                "Retry with the same Idempotency-Key: the retry cannot create a second item.",
+                headers={"Retry-After": "2"},
             ) from exc
         cursor = Cursor(self.epoch, metadata.partition, metadata.offset)
         try:
@@ -77,6 +92,15 @@ class Ingest:
         except Exception:
             log.warning("write-through to redis failed; history will apply it from kafka", exc_info=True)
         return cursor
+
+
+    async def _kafka_reachable(self) -> bool:
+        client = self.producer.client
+        brokers = client.cluster.brokers()
+        try:
+            return bool(brokers) and all([await client.ready(b.nodeId) for b in brokers])
+        except KafkaError:
+            return False
 
 
 def _ingest(request: Request) -> Ingest:
