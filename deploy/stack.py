@@ -256,35 +256,48 @@ def _wait_port(host: str, port: int, timeout: float, what: str) -> None:
     raise RuntimeError(f"{what} did not open {host}:{port} within {timeout:.0f}s; see its log under .run/logs/")
 
 
-def _wait_http(url: str, timeout: float, what: str, proc: subprocess.Popen[bytes] | None = None) -> None:
+def _wait_http(
+    url: str, timeout: float, what: str, proc: subprocess.Popen[bytes] | None = None, *, ok_below: int = 500
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"{what} exited with code {proc.returncode}; see its log under .run/logs/{what}.log")
         with contextlib.suppress(OSError, urllib.error.URLError), urllib.request.urlopen(url, timeout=2) as response:
-            if response.status < 500:
+            if response.status < ok_below:
                 return
         time.sleep(0.2)
     raise RuntimeError(f"{what} did not answer {url} within {timeout:.0f}s; see its log under .run/logs/{what}.log")
 
 
 def post_demo_items(stack: Stack) -> int:
-    """Post the project's demo items so a newcomer sees a live feed at once."""
-    count = 0
+    """Post the project's demo items to each demo feed that is still empty.
+
+    Waits until history has caught up with Kafka first (Redis starts empty on every run and
+    is rebuilt from the topic), so a restart does not post the demo items a second time.
+    """
+    base = stack.topology.base_url
+    _wait_http(f"{base}/api/history/readyz", 120, "history readiness", ok_below=300)
+    by_feed: dict[str, list[dict[str, object]]] = {}
     for line in (DEPLOY / "demo" / "items.jsonl").read_text().splitlines():
-        if not line.strip():
-            continue
-        item = json.loads(line)
-        feed = item.pop("feed")
-        request = urllib.request.Request(
-            f"{stack.topology.base_url}/v1/feeds/{feed}/items",
-            data=json.dumps(item).encode(),
-            headers={"Authorization": f"Bearer {stack.token}", "Content-Type": "application/json",
-                     "Idempotency-Key": f"demo-{count}-{hash(line) & 0xFFFFFFFF:x}"},
-            method="POST",
-        )
-        with urllib.request.urlopen(request, timeout=15):
-            count += 1
+        if line.strip():
+            item = json.loads(line)
+            by_feed.setdefault(item.pop("feed"), []).append(item)
+    count = 0
+    for feed, items in by_feed.items():
+        with urllib.request.urlopen(f"{base}/v1/feeds/{feed}/items?limit=1", timeout=15) as response:
+            if json.load(response)["items"]:
+                continue
+        for n, item in enumerate(items):
+            request = urllib.request.Request(
+                f"{base}/v1/feeds/{feed}/items",
+                data=json.dumps(item).encode(),
+                headers={"Authorization": f"Bearer {stack.token}", "Content-Type": "application/json",
+                         "Idempotency-Key": f"demo-{feed}-{n}"},
+                method="POST",
+            )
+            with urllib.request.urlopen(request, timeout=15):
+                count += 1
     return count
 
 
@@ -292,16 +305,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m deploy.stack", description=__doc__)
     parser.add_argument("command", choices=["up"], help="start the whole stack in the foreground")
     parser.add_argument("--no-demo", action="store_true", help="do not post the demo items")
+    parser.add_argument("--run-dir", type=Path, default=ROOT / ".run", help="logs and data (default: .run/)")
+    parser.add_argument("--port-shift", type=int, default=0, help="add this to every default port")
     args = parser.parse_args(argv)
-    stack = Stack(token=os.environ.get("LIVEFEED_NEWSROOM_TOKENS", DEMO_TOKEN).split(",")[0])
+    stack = Stack(
+        topology=Topology.shifted(args.port_shift),
+        run_dir=args.run_dir.resolve(),
+        token=os.environ.get("LIVEFEED_NEWSROOM_TOKENS", DEMO_TOKEN).split(",")[0],
+    )
     stack.run_dir.mkdir(parents=True, exist_ok=True)
     lock = open(stack.run_dir / "stack.lock", "a+")  # noqa: SIM115 - held for the life of the stack
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         lock.seek(0)
-        print(f"livefeed is already running (pid {lock.read().strip() or '?'}); stop it with Ctrl-C in its "
-              "terminal or `kill <pid>` before starting another.", file=sys.stderr)
+        print(f"livefeed is already running from {stack.run_dir} (pid {lock.read().strip() or '?'}); stop it "
+              "with Ctrl-C in its terminal or `kill <pid>` before starting another.", file=sys.stderr)
         return 1
     lock.seek(0)
     lock.truncate()
