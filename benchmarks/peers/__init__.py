@@ -1,0 +1,6 @@
+"""The systems livefeed's fanout is measured against, in the same run, on the same topic.
+
+``naive``: the FastAPI/Starlette WebSocket endpoint most tutorials build; ``socketio_peer``:
+python-socketio (ASGI) under uvicorn; ``ceiling``: a program that only writes a pre-built frame
+to N loopback sockets, the most one core can do. Each runs as its own process.
+"""
