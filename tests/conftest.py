@@ -35,6 +35,7 @@ def stack() -> Iterator[Stack]:
         extra_env={
             "LIVEFEED_HEARTBEAT_S": "5",
             "LIVEFEED_FANOUT_BUFFER": "300",
+            "LIVEFEED_FANOUT_QUEUE_LIMIT": "262144",
             "LIVEFEED_WRITE_RATE_PER_S": "5000",
             "LIVEFEED_WRITE_BURST": "5000",
         },
