@@ -237,8 +237,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if stack is not None:
             stack.stop()
-            if not args.keep_run_dir and args.run_dir is None:
-                shutil.rmtree(run_dir, ignore_errors=True)
+        if not args.keep_run_dir and args.run_dir is None:
+            shutil.rmtree(run_dir, ignore_errors=True)
 
 
 async def _run(bench: Bench) -> None:

@@ -1,0 +1,65 @@
+"""Issue 6's benchmark harness, run for a few seconds against the test stack: does it work?
+
+Only the harness is checked (readers connect, events are delivered and counted, the result
+files are written); no figure is asserted, because CI's machine is shared and timing is noise.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from benchmarks.run import main
+from deploy.stack import Stack
+
+pytestmark = pytest.mark.stack
+
+READERS = 300
+
+
+def test_a_short_benchmark_connects_readers_counts_deliveries_and_writes_results(
+    stack: Stack, tmp_path: Path
+) -> None:
+    out = tmp_path / "bench"
+    code = main([
+        "--url", stack.topology.base_url,
+        "--token", stack.token,
+        "--systems", "livefeed,naive,ceiling",
+        "--scenarios", "broadcast,http",
+        "--readers", str(READERS),
+        "--per-process", "150",
+        "--step-seconds", "1",
+        "--max-steps", "1",
+        "--start-dps", "3000",
+        "--http-seconds", "1",
+        "--http-connections", "4",
+        "--http-tool", "python",
+        "--out", str(out),
+        "--quiet",
+    ])
+    assert code == 0
+    results = json.loads((out / "results.json").read_text())
+    assert (out / "results.md").read_text().startswith("# Benchmark results")
+
+    connects = {c["system"]: c for c in results["connects"]}
+    assert set(connects) == {"livefeed", "naive", "ceiling"}
+    for connect in connects.values():
+        assert connect["readers"] == READERS, connect
+        assert connect["failed"] == 0, connect
+
+    for system in ("livefeed", "naive"):
+        step = next(s for s in results["steps"] if s["system"] == system)
+        assert step["acked"] > 0, step
+        assert step["expected"] == step["acked"] * READERS
+        assert step["deliveries"] == step["expected"], step
+        assert step["p99_ms"] is not None
+        assert step["generator_processes"] == 2
+
+    blast = next(s for s in results["steps"] if s["system"] == "ceiling")
+    assert blast["frames_written"] > 0 and blast["deliveries"] > 0
+
+    assert results["http"]["ingest"]["requests"] > 0
+    assert results["http"]["history"]["requests"] > 0
+    assert {t["target"] for t in results["targets"]} >= {"readers on one fanout", "deliveries/s from one fanout"}
