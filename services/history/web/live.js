@@ -1,0 +1,143 @@
+// A feed's live stream over WebSocket that never loses its place: it resumes from the cursor
+// of the last event it saw, reconnects with capped, jittered backoff, and on a `reset` (or a
+// cursor the server cannot continue) asks the page to reload its snapshot and resumes from that.
+
+const BASE_DELAY_MS = 500;
+const MAX_DELAY_MS = 15000;
+const SILENCE_MS = 45000;
+const RESET_CLOSE_CODE = 4000;
+
+/** What the connection indicator says in each state. */
+export const STATE_TEXT = {
+  connecting: 'Connecting…',
+  live: 'Live',
+  reconnecting: 'Reconnecting…',
+  offline: 'Offline: waiting for the network…',
+};
+
+export class LiveStream {
+  /**
+   * @param {object} options
+   * @param {string} options.feed
+   * @param {string|null} options.cursor the snapshot's cursor (null: the feed had no events)
+   * @param {(message: object) => void} options.onEvent called with each item.* message
+   * @param {(state: string, detail: object) => void} options.onState 'connecting' | 'live' | 'reconnecting' | 'offline'
+   * @param {() => Promise<string|null>} options.reload reloads the snapshot, returns its cursor
+   */
+  constructor({ feed, cursor, onEvent, onState, reload }) {
+    this.feed = feed;
+    this.cursor = cursor || null;
+    this.onEvent = onEvent;
+    this.onState = onState;
+    this.reload = reload;
+    this.socket = null;
+    this.attempt = 0;
+    this.timer = null;
+    this.watchdog = null;
+    this.needsReload = false;
+    this.stopped = false;
+    this.onOnline = () => this.retryNow();
+  }
+
+  start() {
+    this.stopped = false;
+    window.addEventListener('online', this.onOnline);
+    this.connect();
+  }
+
+  stop() {
+    this.stopped = true;
+    window.removeEventListener('online', this.onOnline);
+    clearTimeout(this.timer);
+    clearTimeout(this.watchdog);
+    if (this.socket) this.socket.close(1000, 'page closed');
+    this.socket = null;
+  }
+
+  url() {
+    const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
+    const since = this.cursor ? `?since=${encodeURIComponent(this.cursor)}` : '';
+    return `${scheme}//${location.host}/v1/feeds/${encodeURIComponent(this.feed)}/stream${since}`;
+  }
+
+  async connect() {
+    if (this.stopped) return;
+    this.onState(this.attempt === 0 ? 'connecting' : 'reconnecting', { attempt: this.attempt });
+    if (this.needsReload) {
+      try {
+        this.cursor = await this.reload();
+        this.needsReload = false;
+      } catch {
+        this.scheduleRetry();
+        return;
+      }
+    }
+    const resumedFrom = this.cursor;
+    const socket = new WebSocket(this.url());
+    this.socket = socket;
+    socket.addEventListener('message', (event) => this.receive(socket, event, resumedFrom));
+    socket.addEventListener('close', (event) => this.closed(socket, event));
+    this.armWatchdog(socket);
+  }
+
+  receive(socket, event, resumedFrom) {
+    if (socket !== this.socket) return;
+    this.armWatchdog(socket);
+    let message;
+    try {
+      message = JSON.parse(event.data);
+    } catch {
+      return;
+    }
+    if (message.type === 'hello') {
+      this.attempt = 0;
+      if (resumedFrom === null && message.cursor) {
+        // The page's snapshot had no position: fetch what was published before this stream began.
+        this.cursor = message.cursor;
+        this.reload().catch(() => { this.needsReload = true; });
+      }
+      this.onState('live', {});
+    } else if (message.type === 'reset') {
+      this.needsReload = true;
+    } else if (message.type && message.type.startsWith('item.')) {
+      if (message.cursor) this.cursor = message.cursor;
+      this.onEvent(message);
+    }
+  }
+
+  closed(socket, event) {
+    if (socket !== this.socket) return;
+    clearTimeout(this.watchdog);
+    this.socket = null;
+    if (this.stopped) return;
+    if (event.code === RESET_CLOSE_CODE) this.needsReload = true;
+    this.scheduleRetry();
+  }
+
+  scheduleRetry() {
+    const delay = this.needsReload && this.attempt === 0
+      ? 0
+      : Math.min(MAX_DELAY_MS, BASE_DELAY_MS * 2 ** this.attempt) * (0.5 + Math.random() / 2);
+    this.attempt += 1;
+    this.onState(navigator.onLine === false ? 'offline' : 'reconnecting', { attempt: this.attempt, delay });
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => this.connect(), delay);
+  }
+
+  retryNow() {
+    if (this.socket || this.stopped) return;
+    clearTimeout(this.timer);
+    this.connect();
+  }
+
+  armWatchdog(socket) {
+    clearTimeout(this.watchdog);
+    // Heartbeats arrive well within this; silence means a dead connection the OS has not noticed.
+    this.watchdog = setTimeout(() => {
+      if (socket !== this.socket) return;
+      this.socket = null;
+      socket.close(4001, 'silent');
+      this.scheduleRetry();
+    }, SILENCE_MS);
+  }
+}

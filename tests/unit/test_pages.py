@@ -1,0 +1,291 @@
+"""The reader page's rendering, without servers: escaping, JSON-LD, headers and the routes."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from fastapi import FastAPI
+
+from services.history import pages
+from shared.cursor import Cursor
+from shared.models import Item
+from shared.store import StoredItem
+
+NOW = datetime(2025, 3, 1, 12, 30, tzinfo=UTC)
+MARKUP_HEADLINE = "Test item with markup that must render as text: <script>alert(1)</script> & <b>bold</b>"
+MARKUP_BODY = ("Bodies and headlines are plain text. A reader page must show these characters literally: "
+               "<img src=x onerror=alert(2)> \"quotes\" 'apostrophes' — dashes, emoji 🇺🇦, and right-to-left "
+               "text: مرحبا.")
+
+
+def make_item(n: int, **fields: Any) -> Item:
+    moment = NOW - timedelta(minutes=60 - n)
+    values: dict[str, Any] = {
+        "id": f"01jn{n:022d}",
+        "feed": "world",
+        "version": 1,
+        "headline": f"Headline {n}",
+        "body": f"Body {n}",
+        "published_at": moment,
+        "updated_at": moment,
+    }
+    values.update(fields)
+    return Item.model_validate(values)
+
+
+def ld_blocks(html: str) -> list[str]:
+    return re.findall(r'<script type="application/ld\+json">(.*?)</script>', html, flags=re.S)
+
+
+# -- script-safe JSON ---------------------------------------------------------------------------
+
+
+def test_script_json_cannot_close_the_script_element_and_round_trips() -> None:
+    value = {"headline": "</script><script>alert(1)</script><!-- & -->", "line": "a\u2028b"}
+    text = pages.script_json(value)
+    assert not set("<>&\u2028") & set(text)
+    assert json.loads(text) == value
+
+
+# -- one item -------------------------------------------------------------------------------------
+
+
+def test_item_markup_is_escaped_everywhere() -> None:
+    item = make_item(1, headline=MARKUP_HEADLINE, body=MARKUP_BODY, byline="<i>Reporter</i>", tags=["test"])
+    html = pages.render_item(item, NOW)
+    assert "<script" not in html and "<img" not in html and "<b>" not in html and "<i>" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; &lt;b&gt;bold&lt;/b&gt;" in html
+    assert "&lt;img src=x onerror=alert(2)&gt; &quot;quotes&quot; &#x27;apostrophes&#x27;" in html
+    assert "&lt;i&gt;Reporter&lt;/i&gt;" in html
+
+
+def test_item_carries_what_the_script_needs_and_marks_corrections() -> None:
+    item = make_item(2, version=3, pinned=True, key_event=True, urgency="breaking",
+                     updated_at=NOW - timedelta(minutes=5), tags=["politics", "budget"])
+    html = pages.render_item(item, NOW)
+    assert f'id="item-{item.id}"' in html and f'data-id="{item.id}"' in html
+    assert 'data-version="3"' in html and 'data-pinned="1"' in html
+    assert 'class="item is-breaking is-pinned is-key"' in html
+    assert ">Breaking<" in html and ">Pinned<" in html and ">Key event<" in html
+    assert "Updated <time" in html and "12:25 UTC</time> · v3" in html
+    assert f'href="#item-{item.id}"' in html
+    assert '<li class="tag">politics</li><li class="tag">budget</li>' in html
+
+
+def test_a_first_version_has_no_updated_mark() -> None:
+    assert "item-updated" not in pages.render_item(make_item(3), NOW)
+
+
+@pytest.mark.parametrize(
+    ("url", "linked"),
+    [("https://example.org/a?b=1&c=2", True), ("http://example.org", True), ("javascript:alert(1)", False),
+     ("https://", False), (None, False)],
+)
+def test_only_http_links_become_links(url: str | None, linked: bool) -> None:
+    item = make_item(4).model_copy(update={"url": url})
+    html = pages.render_item(item, NOW)
+    assert ('class="item-source"' in html) is linked
+    if linked:
+        assert 'rel="nofollow noopener noreferrer ugc"' in html
+        assert "&amp;c=2" in html or "&c" not in html
+    assert "javascript:" not in html
+
+
+def test_times_show_the_day_when_not_today() -> None:
+    item = make_item(5, published_at=NOW - timedelta(days=2), updated_at=NOW - timedelta(days=2))
+    assert "27 Feb, 12:30 UTC" in pages.render_item(item, NOW)
+
+
+def test_pinned_items_lead_then_newest_first() -> None:
+    items = [make_item(1), make_item(2, pinned=True), make_item(3), make_item(4)]
+    assert [i.headline for i in pages.reader_order(items)] == ["Headline 2", "Headline 4", "Headline 3", "Headline 1"]
+
+
+# -- JSON-LD --------------------------------------------------------------------------------------
+
+
+def test_live_blog_posting_lists_updates_newest_first_with_anchors() -> None:
+    items = [make_item(7), make_item(9, byline="A. Reporter", tags=["x"]), make_item(8)]
+    key = make_item(1, key_event=True)
+    posting = pages.live_blog_json_ld("middle-east", "https://news.example/feeds/middle-east", items, [key])
+    assert posting["@type"] == "LiveBlogPosting"
+    assert posting["headline"] == "Middle east: live updates"
+    assert posting["coverageStartTime"] == key.published_at.isoformat()
+    assert posting["dateModified"] == items[1].updated_at.isoformat()
+    updates = posting["liveBlogUpdate"]
+    assert [u["headline"] for u in updates] == ["Headline 9", "Headline 8", "Headline 7"]
+    newest = updates[0]
+    assert newest["url"] == f"https://news.example/feeds/middle-east#item-{items[1].id}"
+    assert newest["articleBody"] == "Body 9"
+    assert newest["datePublished"] == items[1].published_at.isoformat()
+    assert newest["author"] == {"@type": "Person", "name": "A. Reporter"}
+
+
+def test_an_empty_feed_has_a_posting_without_coverage_start() -> None:
+    posting = pages.live_blog_json_ld("world", "/feeds/world", [], [])
+    assert posting["liveBlogUpdate"] == [] and "coverageStartTime" not in posting
+
+
+# -- the whole page ---------------------------------------------------------------------------------
+
+
+def render(items: list[Item], keys: list[Item] | None = None, **kwargs: Any) -> str:
+    options: dict[str, Any] = {"cursor": "abc.1.41", "next_before": None,
+                               "page_url": "http://gw.example/feeds/world", "now": NOW}
+    options.update(kwargs)
+    return pages.render_reader("world", items, keys or [], **options)
+
+
+def test_reader_page_json_ld_survives_markup_in_content() -> None:
+    evil = make_item(9, headline="</script><script>window.pwned=1</script>", body=MARKUP_BODY)
+    html = render([make_item(1), evil])
+    blocks = ld_blocks(html)
+    assert len(blocks) == 1
+    posting = json.loads(blocks[0])
+    assert posting["liveBlogUpdate"][0]["headline"] == evil.headline
+    assert posting["liveBlogUpdate"][0]["articleBody"] == MARKUP_BODY
+    assert html.count("<script") == 2 and html.count("</script>") == 2  # the module and the JSON-LD only
+
+
+def test_reader_page_embeds_the_snapshot_position_and_orders_items() -> None:
+    html = render([make_item(1), make_item(3), make_item(2, pinned=True)],
+                  [make_item(1, key_event=True)], cursor='x".1.2', next_before="e1.0.17")
+    assert 'data-cursor="x&quot;.1.2"' in html
+    assert 'data-next-before="e1.0.17"' in html
+    assert 'href="/feeds/world?before=e1.0.17"' in html
+    positions = [html.index(f'id="item-{make_item(n).id}"') for n in (2, 3, 1)]
+    assert positions == sorted(positions)
+    assert 'aria-live="polite"' in html and 'role="feed"' in html
+    assert '<script type="module" src="/static/reader.js">' in html
+
+
+def test_key_events_list_links_to_the_items() -> None:
+    key = make_item(1, key_event=True, headline="Key <moment>")
+    html = render([], [key])
+    assert f'<li data-id="{key.id}" data-version="1"><a href="#item-{key.id}">' in html
+    assert "Key &lt;moment&gt;" in html
+    assert 'id="key-events-empty" hidden' in html
+
+
+def test_an_empty_feed_says_so() -> None:
+    html = render([])
+    assert 'id="feed-empty">' in html and 'id="load-older"' not in html
+
+
+# -- headers ---------------------------------------------------------------------------------------
+
+
+def directives(policy: str) -> dict[str, list[str]]:
+    return {parts[0]: parts[1:] for parts in (d.split() for d in policy.split(";") if d.strip())}
+
+
+def test_policy_allows_only_this_origin_and_its_stream() -> None:
+    headers = pages.security_headers("news.example:8080")
+    policy = directives(headers["Content-Security-Policy"])
+    assert policy["script-src"] == ["'self'"] and policy["style-src"] == ["'self'"]
+    assert policy["default-src"] == ["'none'"]
+    assert policy["connect-src"] == ["'self'", "ws://news.example:8080"]
+    assert policy["frame-ancestors"] == ["'none'"]
+    assert "'unsafe-inline'" not in headers["Content-Security-Policy"]
+    assert headers["X-Frame-Options"] == "DENY"
+    assert directives(pages.security_headers("news.example", "https")["Content-Security-Policy"])[
+        "connect-src"] == ["'self'", "wss://news.example"]
+
+
+@pytest.mark.parametrize("host", ["evil.example; script-src *", "a b", "lf_history", None])
+def test_an_odd_host_header_never_reaches_the_policy(host: str | None) -> None:
+    policy = directives(pages.security_headers(host)["Content-Security-Policy"])
+    assert policy["connect-src"] == ["'self'"]
+    assert policy["script-src"] == ["'self'"]
+
+
+# -- routes, on a fake store ---------------------------------------------------------------------------
+
+
+class FakeStore:
+    """What the pages read from :class:`shared.store.ItemStore`."""
+
+    def __init__(self, items: list[Item]) -> None:
+        self.stored = [
+            StoredItem(orjson.dumps(i.model_dump(mode="json")), i.version, "published", n, Cursor("e1", 0, n))
+            for n, i in enumerate(items)
+        ]
+
+    async def head(self, feed: str) -> Cursor | None:
+        return Cursor("e1", 0, len(self.stored) - 1) if self.stored else None
+
+    async def items(self, feed: str, *, limit: int, before: int | None = None, tag: str | None = None,
+                    key_events: bool = False) -> list[StoredItem]:
+        rows = [s for s in reversed(self.stored) if before is None or s.seq < before]
+        if key_events:
+            rows = [s for s in rows if s.item()["key_event"]]
+        return rows[:limit]
+
+    async def feeds(self) -> list[tuple[str, int]]:
+        return [("world", int(NOW.timestamp() * 1000))] if self.stored else []
+
+
+def client_for(items: list[Item]) -> httpx.AsyncClient:
+    app = FastAPI()
+    app.include_router(pages.router)
+    app.mount("/static", pages.static_files(), name="static")
+    app.state.store = FakeStore(items)
+    app.state.epoch = "e1"
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver")
+
+
+async def test_reader_route_shows_a_page_and_its_older_pages() -> None:
+    items = [make_item(n, pinned=n == 0) for n in range(45)]
+    client = client_for(items)
+    first = await client.get("/feeds/world", headers={"host": "gw.example:8080"})
+    assert first.status_code == 200
+    assert first.headers["content-type"].startswith("text/html")
+    assert "connect-src 'self' ws://gw.example:8080" in first.headers["content-security-policy"]
+    assert first.text.count('<article class="item') == 21  # the newest 20 and the pinned one from far back
+    assert f'id="item-{items[0].id}"' in first.text
+    assert 'data-cursor="e1.0.44"' in first.text
+    posting = json.loads(ld_blocks(first.text)[0])
+    assert posting["liveBlogUpdate"][0]["url"] == f"http://gw.example:8080/feeds/world#item-{items[44].id}"
+    older = await client.get("/feeds/world", params={"before": "e1.0.25"})
+    assert older.status_code == 200
+    assert older.text.count('<article class="item') == 20
+    assert f'id="item-{items[24].id}"' in older.text and 'data-static="1"' in older.text
+
+
+@pytest.mark.parametrize("path", ["/feeds/Not_A_Feed", "/feeds/world?before=garbage", "/feeds/world?before=e2.0.5"])
+async def test_bad_pages_are_html_404s_with_the_policy(path: str) -> None:
+    response = await client_for([make_item(1)]).get(path)
+    assert response.status_code == 404
+    assert response.headers["content-type"].startswith("text/html")
+    assert "script-src 'self'" in response.headers["content-security-policy"]
+
+
+async def test_index_lists_feeds_with_their_latest_headline() -> None:
+    response = await client_for([make_item(1, headline="Latest <news>")]).get("/")
+    assert response.status_code == 200
+    assert 'href="/feeds/world"' in response.text and "Latest &lt;news&gt;" in response.text
+
+
+async def test_console_and_assets_are_served() -> None:
+    client = client_for([])
+    console = await client.get("/newsroom")
+    assert console.status_code == 200 and 'id="signin-form"' in console.text
+    assert "frame-ancestors 'none'" in console.headers["content-security-policy"]
+    for name in ("reader.js", "console.js", "live.js", "feedlist.js", "render.js", "api.js", "style.css"):
+        asset = await client.get(f"/static/{name}")
+        assert asset.status_code == 200, name
+        kind = "text/css" if name.endswith(".css") else "javascript"
+        assert kind in asset.headers["content-type"], name
+
+
+def test_scripts_never_parse_newsroom_text_as_html() -> None:
+    for path in pages.WEB_DIR.glob("*.js"):
+        source = path.read_text()
+        for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function"):
+            assert sink not in source, f"{path.name} uses {sink}"
