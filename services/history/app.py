@@ -25,6 +25,7 @@ from shared.models import FEED_PATTERN, Item
 from shared.settings import HistorySettings
 from shared.store import ItemStore, StoredItem, make_redis
 
+from . import pages
 from .consumer import HistoryConsumer, Readiness
 
 __all__ = ["create_app"]
@@ -154,6 +155,8 @@ def create_app(settings: HistorySettings | None = None) -> FastAPI:
             status["status"] = Readiness.rebuilding.value
         return _json(orjson.dumps(status), 200 if status["status"] == Readiness.ready.value else 503)
 
+    app.include_router(pages.router)
+    app.mount("/static", pages.static_files(), name="static")
     app.add_middleware(RequestIdMiddleware)
     return app
 
