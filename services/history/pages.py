@@ -29,6 +29,7 @@ from shared.store import ItemStore, StoredItem
 __all__ = [
     "WEB_DIR",
     "feed_title",
+    "iso",
     "live_blog_json_ld",
     "render_console",
     "render_index",
@@ -85,6 +86,11 @@ def safe_link(url: str | None) -> str | None:
     return url if parts.scheme in ("http", "https") and parts.netloc else None
 
 
+def iso(moment: datetime) -> str:
+    """An instant in ISO 8601 UTC, written as the API writes it (``…Z``)."""
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
 def _clock(moment: datetime, now: datetime) -> str:
     moment = moment.astimezone(UTC)
     if moment.date() == now.astimezone(UTC).date():
@@ -93,8 +99,7 @@ def _clock(moment: datetime, now: datetime) -> str:
 
 
 def _time(moment: datetime, now: datetime) -> str:
-    iso = moment.astimezone(UTC).isoformat()
-    return f'<time datetime="{escape(iso)}">{escape(_clock(moment, now))}</time>'
+    return f'<time datetime="{escape(iso(moment))}">{escape(_clock(moment, now))}</time>'
 
 
 def render_item(item: Item, now: datetime) -> str:
@@ -173,8 +178,8 @@ def live_blog_json_ld(feed: str, page_url: str, items: Sequence[Item], key_event
                 "url": f"{page_url}#item-{item.id}",
                 "headline": item.headline,
                 "articleBody": item.body,
-                "datePublished": item.published_at.isoformat(),
-                "dateModified": item.updated_at.isoformat(),
+                "datePublished": iso(item.published_at),
+                "dateModified": iso(item.updated_at),
                 **({"author": {"@type": "Person", "name": item.byline}} if item.byline else {}),
                 **({"keywords": ", ".join(item.tags)} if item.tags else {}),
             }
@@ -182,10 +187,10 @@ def live_blog_json_ld(feed: str, page_url: str, items: Sequence[Item], key_event
         ],
     }
     if start is not None:
-        posting["coverageStartTime"] = start.isoformat()
-        posting["datePublished"] = start.isoformat()
+        posting["coverageStartTime"] = iso(start)
+        posting["datePublished"] = iso(start)
     if modified is not None:
-        posting["dateModified"] = modified.isoformat()
+        posting["dateModified"] = iso(modified)
     return posting
 
 

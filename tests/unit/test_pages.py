@@ -116,14 +116,14 @@ def test_live_blog_posting_lists_updates_newest_first_with_anchors() -> None:
     posting = pages.live_blog_json_ld("middle-east", "https://news.example/feeds/middle-east", items, [key])
     assert posting["@type"] == "LiveBlogPosting"
     assert posting["headline"] == "Middle east: live updates"
-    assert posting["coverageStartTime"] == key.published_at.isoformat()
-    assert posting["dateModified"] == items[1].updated_at.isoformat()
+    assert posting["coverageStartTime"] == pages.iso(key.published_at)
+    assert posting["dateModified"] == pages.iso(items[1].updated_at)
     updates = posting["liveBlogUpdate"]
     assert [u["headline"] for u in updates] == ["Headline 9", "Headline 8", "Headline 7"]
     newest = updates[0]
     assert newest["url"] == f"https://news.example/feeds/middle-east#item-{items[1].id}"
     assert newest["articleBody"] == "Body 9"
-    assert newest["datePublished"] == items[1].published_at.isoformat()
+    assert newest["datePublished"] == pages.iso(items[1].published_at)
     assert newest["author"] == {"@type": "Person", "name": "A. Reporter"}
 
 
