@@ -73,9 +73,8 @@ def script_json(value: Any) -> str:
 
 
 def feed_title(feed: str) -> str:
-    """A feed slug as a title: ``middle-east`` → ``Middle east``."""
-    words = feed.replace("-", " ").strip()
-    return words[:1].upper() + words[1:]
+    """A feed slug as a title: ``middle-east`` → ``Middle East``."""
+    return " ".join(word[:1].upper() + word[1:] for word in feed.split("-") if word)
 
 
 def safe_link(url: str | None) -> str | None:

@@ -115,7 +115,7 @@ def test_live_blog_posting_lists_updates_newest_first_with_anchors() -> None:
     key = make_item(1, key_event=True)
     posting = pages.live_blog_json_ld("middle-east", "https://news.example/feeds/middle-east", items, [key])
     assert posting["@type"] == "LiveBlogPosting"
-    assert posting["headline"] == "Middle east: live updates"
+    assert posting["headline"] == "Middle East: live updates"
     assert posting["coverageStartTime"] == pages.iso(key.published_at)
     assert posting["dateModified"] == pages.iso(items[1].updated_at)
     updates = posting["liveBlogUpdate"]
