@@ -28,10 +28,14 @@ PHONE = {"width": 390, "height": 844}
 expect.set_options(timeout=10_000)
 
 
-@pytest.fixture(scope="session")
-async def browser(stack: Stack) -> AsyncIterator[Browser]:
+def _require_chromium() -> None:
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: run deploy/install.sh --test (it installs Debian's chromium)")
+
+
+@pytest.fixture(scope="session")
+async def browser(stack: Stack) -> AsyncIterator[Browser]:
+    _require_chromium()
     async with async_playwright() as playwright:
         launched = await playwright.chromium.launch(
             executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS, timeout=60_000
