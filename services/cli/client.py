@@ -1,0 +1,148 @@
+"""The livefeed HTTP API as the CLI uses it: retries that are safe, errors that say what to do.
+
+Every write carries an Idempotency-Key, generated once per command (or given by the caller),
+so a retry after a timeout or a 503 can never publish twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+from typing import Any
+
+import httpx
+import orjson
+
+from .errors import CliError, ExitCode
+
+__all__ = ["Client", "check_url"]
+
+RETRY_STATUSES = {429, 502, 503, 504}
+RETRY_CODES = {"idempotency_key_in_use", "item_busy"}
+MAX_RETRY_WAIT_S = 5.0
+
+
+def check_url(url: str) -> str:
+    """The base URL without a trailing slash; a usage error if it is not http(s)://host[:port]."""
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError) as exc:
+        raise CliError(ExitCode.usage, f"--url {url!r} is not a URL: {exc}") from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise CliError(
+            ExitCode.usage,
+            f"--url {url!r} is not an http(s) URL; give the gateway's address, e.g. http://127.0.0.1:8080",
+        )
+    return url.rstrip("/")
+
+
+def _error_body(response: httpx.Response) -> dict[str, Any]:
+    try:
+        body = orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _describe(body: dict[str, Any], status: int) -> str:
+    message = str(body.get("message") or f"HTTP {status}")
+    fields = body.get("fields") or []
+    named = [f"{f.get('field')}: {f.get('message')}" for f in fields if isinstance(f, dict)]
+    if named and not any(n in message for n in named):
+        message += " (" + "; ".join(named) + ")"
+    return message
+
+
+def _failure(response: httpx.Response) -> CliError:
+    status = response.status_code
+    body = _error_body(response)
+    message = _describe(body, status)
+    if status == 401:
+        return CliError(ExitCode.auth, f"the gateway refused the newsroom token: {message} "
+                        "Check --token or LIVEFEED_TOKEN.")
+    if status in (404, 410):
+        return CliError(ExitCode.not_found, message)
+    if status in (409, 412):
+        return CliError(ExitCode.conflict, message)
+    if status in (400, 413, 422):
+        return CliError(ExitCode.refused, message)
+    if status == 429 or status >= 500:
+        return CliError(ExitCode.unavailable, f"the service is unavailable (HTTP {status}): {message}")
+    return CliError(ExitCode.failed, f"unexpected answer HTTP {status}: {message}")
+
+
+def _retry_after(response: httpx.Response | None, attempt: int) -> float:
+    header = response.headers.get("retry-after") if response is not None else None
+    if header is not None and header.replace(".", "", 1).isdigit():
+        return min(MAX_RETRY_WAIT_S, float(header))
+    return float(min(MAX_RETRY_WAIT_S, 0.25 * 2**attempt) * (0.5 + random.random() / 2))
+
+
+class Client:
+    """An HTTP client on the gateway that retries what is safe to retry."""
+
+    def __init__(self, base_url: str, token: str | None, *, timeout: float, retries: int) -> None:
+        self.base_url = base_url
+        self.token = token
+        self.retries = retries
+        self.http = httpx.AsyncClient(
+            base_url=base_url, timeout=timeout, headers={"User-Agent": "livefeed-cli/1", "Accept": "application/json"}
+        )
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.http.aclose()
+
+    async def get(self, path: str, params: dict[str, str | int] | None = None) -> dict[str, Any]:
+        return await self._send("GET", path, params=params)
+
+    async def write(
+        self, method: str, path: str, body: dict[str, Any] | None = None, *,
+        if_match: str | None = None, key: str | None = None,
+    ) -> dict[str, Any]:
+        """A newsroom write; the same Idempotency-Key goes with every retry of it."""
+        if not self.token:
+            raise CliError(ExitCode.auth, "no newsroom token: pass --token, or set LIVEFEED_TOKEN")
+        headers = {"Authorization": f"Bearer {self.token}", "Idempotency-Key": key or f"cli-{uuid.uuid4().hex}"}
+        if if_match is not None:
+            version = if_match.strip().strip('"')
+            headers["If-Match"] = f'"{version}"'
+        return await self._send(method, path, json=body, headers=headers)
+
+    async def _send(
+        self, method: str, path: str, *, params: dict[str, str | int] | None = None,
+        json: dict[str, Any] | None = None, headers: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        content = orjson.dumps(json) if json is not None else None
+        if content is not None:
+            headers = {**(headers or {}), "Content-Type": "application/json"}
+        for attempt in range(self.retries + 1):
+            last = attempt == self.retries
+            try:
+                response = await self.http.request(method, path, params=params, content=content, headers=headers)
+            except httpx.TransportError as exc:
+                if last:
+                    reason = str(exc) or type(exc).__name__
+                    raise CliError(
+                        ExitCode.unreachable,
+                        f"cannot reach livefeed at {self.base_url} ({reason}); check --url or LIVEFEED_URL "
+                        "and that the stack is running",
+                    ) from None
+                await asyncio.sleep(_retry_after(None, attempt))
+                continue
+            if response.is_success:
+                answer = orjson.loads(response.content)
+                if not isinstance(answer, dict):
+                    raise CliError(ExitCode.failed, f"unexpected answer from {path}: not a JSON object")
+                return answer
+            retryable = response.status_code in RETRY_STATUSES or (
+                response.status_code == 409 and _error_body(response).get("error") in RETRY_CODES
+            )
+            if retryable and not last:
+                await asyncio.sleep(_retry_after(response, attempt))
+                continue
+            raise _failure(response)
+        raise AssertionError("unreachable")

@@ -1,0 +1,315 @@
+"""``livefeed``: the command line for newsroom tools and ops.
+
+Publish, correct and retract items, read a feed's history, and follow a feed live. The base
+URL and the newsroom token come from --url/--token or LIVEFEED_URL/LIVEFEED_TOKEN; every
+failure is one line on stderr and a distinct exit code (see ``livefeed --help``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, cast
+from urllib.parse import quote
+
+from shared.models import valid_feed
+
+from .client import Client, check_url
+from .errors import EXIT_CODES_HELP, CliError, ExitCode
+from .output import Printer
+from .tail import Tail
+
+__all__ = ["main"]
+
+DEFAULT_URL = "http://127.0.0.1:8080"
+
+ENVIRONMENT_HELP = """environment:
+  LIVEFEED_URL     the gateway's base URL (default http://127.0.0.1:8080)
+  LIVEFEED_TOKEN   the newsroom token for post, edit and retract (safer than --token,
+                   which other users of the machine can see in the process list)"""
+
+EXAMPLES = """examples:
+  livefeed post --feed ukraine --breaking "Explosions heard in Kyiv" --body "..." --tag kyiv
+  livefeed edit --feed ukraine 01m8cng7dqz8mzsg2ge1ydk21g --headline "Corrected headline" --if-match 1
+  livefeed retract --feed ukraine 01m8cng7dqz8mzsg2ge1ydk21g
+  livefeed history --feed ukraine --limit 5
+  livefeed tail --feed ukraine --tags kyiv,odesa
+  livefeed bench --help"""
+
+
+def _feed(value: str) -> str:
+    if not valid_feed(value):
+        raise argparse.ArgumentTypeError("a feed is lowercase letters, digits and dashes, e.g. ukraine")
+    return value
+
+
+def _item_id(value: str) -> str:
+    value = value.strip().lower()
+    if len(value) != 26 or not value.isalnum():
+        raise argparse.ArgumentTypeError("an item id is the 26-character id that post printed")
+    return value
+
+
+def _positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return number
+
+
+def _common() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    group = common.add_argument_group("connection")
+    group.add_argument("--url", default=os.environ.get("LIVEFEED_URL", DEFAULT_URL),
+                       help="gateway base URL (env LIVEFEED_URL; default %(default)s)")
+    group.add_argument("--token", default=None, help="newsroom token (env LIVEFEED_TOKEN, preferred)")
+    group.add_argument("--timeout", type=float, default=15.0, help="seconds per HTTP request (default %(default)s)")
+    group.add_argument("--retries", type=int, default=3,
+                       help="retries after a timeout, 429 or 5xx; writes stay idempotent (default %(default)s)")
+    common.add_argument("--json", action="store_true", help="print JSON (one object per line) instead of text")
+    return common
+
+
+def _item_fields(parser: argparse.ArgumentParser, *, editing: bool) -> None:
+    parser.add_argument("--body", help="the item's text (plain text; newlines are kept)")
+    parser.add_argument("--body-file", metavar="PATH", help="read the body from a file ('-' for stdin)")
+    parser.add_argument("--tag", action="append", dest="tags", metavar="TAG",
+                        help="a tag (repeat for several)" + ("; replaces the item's tags" if editing else ""))
+    parser.add_argument("--byline", help="who wrote it")
+    parser.add_argument("--link", metavar="URL", help="a source link (http or https)")
+    parser.add_argument("--idempotency-key", metavar="KEY",
+                        help="make a retried command safe across invocations (default: a new key per command)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="livefeed",
+        description="Newsroom and ops command line for livefeed: post, correct and retract items, "
+                    "read history, follow a feed live.",
+        epilog=f"{ENVIRONMENT_HELP}\n\n{EXIT_CODES_HELP}\n\n{EXAMPLES}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    common = _common()
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        return commands.add_parser(name, help=help_text, description=help_text, parents=[common],
+                                   epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    post = command("post", "publish an item to a feed")
+    post.add_argument("--feed", required=True, type=_feed)
+    post.add_argument("headline", help="the headline (1 to 300 characters)")
+    post.add_argument("--breaking", action="store_true", help="mark it BREAKING")
+    post.add_argument("--pin", action="store_true", help="pin it on top of the feed")
+    post.add_argument("--key-event", action="store_true", help="list it among the feed's key events")
+    _item_fields(post, editing=False)
+
+    edit = command("edit", "edit or correct an item: only the fields given change")
+    edit.add_argument("--feed", required=True, type=_feed)
+    edit.add_argument("id", type=_item_id, help="the item's id")
+    edit.add_argument("--headline")
+    _item_fields(edit, editing=True)
+    edit.add_argument("--no-tags", action="store_true", help="remove every tag")
+    edit.add_argument("--breaking", dest="urgency", action="store_const", const="breaking", help="mark it BREAKING")
+    edit.add_argument("--normal", dest="urgency", action="store_const", const="normal", help="remove BREAKING")
+    edit.add_argument("--pin", dest="pinned", action="store_const", const=True, help="pin it on top")
+    edit.add_argument("--unpin", dest="pinned", action="store_const", const=False, help="unpin it")
+    edit.add_argument("--key-event", action=argparse.BooleanOptionalAction, default=None,
+                      help="list it among the key events (or not)")
+    edit.add_argument("--if-match", metavar="VERSION", help="refuse (exit 6) unless the item is at this version")
+
+    retract = command("retract", "retract an item: readers' pages remove it")
+    retract.add_argument("--feed", required=True, type=_feed)
+    retract.add_argument("id", type=_item_id, help="the item's id")
+    retract.add_argument("--if-match", metavar="VERSION", help="refuse (exit 6) unless the item is at this version")
+    retract.add_argument("--idempotency-key", metavar="KEY", help="make a retried command safe across invocations")
+
+    history = command("history", "print a feed's current items, newest first")
+    history.add_argument("--feed", required=True, type=_feed)
+    history.add_argument("--limit", type=_positive, default=20, help="items to print, up to 200 (default %(default)s)")
+    history.add_argument("--before", metavar="CURSOR", help="page back: the cursor the previous page printed")
+    history.add_argument("--tag", help="only items with this tag")
+    history.add_argument("--key-events", action="store_true", help="only key events, however far back")
+
+    command("feeds", "list the feeds, most recently changed first")
+
+    tail = command("tail", "print a feed's events as they happen, resuming after drops")
+    tail.add_argument("--feed", required=True, type=_feed)
+    tail.add_argument("--since", metavar="CURSOR", help="resume after this cursor (default: from now)")
+    tail.add_argument("--tags", metavar="A,B", help="only events of items with one of these tags")
+    tail.add_argument("--count", type=_positive, help="exit after printing this many events")
+
+    commands.add_parser("bench", help="run the benchmarks (arguments go to benchmarks/run.py)", add_help=False)
+    return parser
+
+
+# -- commands ------------------------------------------------------------------------------------
+
+
+def _read_body(args: argparse.Namespace) -> str | None:
+    if args.body_file is None:
+        return cast(str | None, args.body)
+    if args.body is not None:
+        raise CliError(ExitCode.usage, "give --body or --body-file, not both")
+    try:
+        if args.body_file == "-":
+            return sys.stdin.read()
+        with open(args.body_file, encoding="utf-8") as handle:
+            return handle.read()
+    except OSError as exc:
+        raise CliError(ExitCode.usage, f"cannot read --body-file: {exc}") from None
+
+
+def _items_path(feed: str, suffix: str = "") -> str:
+    return f"/v1/feeds/{quote(feed)}/items{suffix}"
+
+
+def _written(printer: Printer, client: Client, answer: dict[str, Any], verb: str) -> None:
+    if printer.json_lines:
+        printer.json(answer)
+        return
+    item = answer["item"]
+    printer.item(item, verb)
+    printer.line(f"    cursor {answer.get('cursor')}  {client.base_url}/feeds/{item['feed']}#item-{item['id']}")
+
+
+async def _post(client: Client, printer: Printer, args: argparse.Namespace) -> int:
+    body: dict[str, Any] = {
+        "headline": args.headline,
+        "body": _read_body(args) or "",
+        "tags": args.tags or [],
+        "urgency": "breaking" if args.breaking else "normal",
+        "pinned": args.pin,
+        "key_event": args.key_event,
+    }
+    if args.byline is not None:
+        body["byline"] = args.byline
+    if args.link is not None:
+        body["url"] = args.link
+    answer = await client.write("POST", _items_path(args.feed), body, key=args.idempotency_key)
+    _written(printer, client, answer, "published")
+    return ExitCode.ok
+
+
+async def _edit(client: Client, printer: Printer, args: argparse.Namespace) -> int:
+    changes: dict[str, Any] = {
+        name: value
+        for name, value in (
+            ("headline", args.headline), ("body", _read_body(args)), ("byline", args.byline), ("url", args.link),
+            ("urgency", args.urgency), ("pinned", args.pinned), ("key_event", args.key_event),
+        )
+        if value is not None
+    }
+    if args.no_tags:
+        changes["tags"] = []
+    elif args.tags is not None:
+        changes["tags"] = args.tags
+    if not changes:
+        raise CliError(ExitCode.usage, "nothing to change: give --headline, --body, --tag, --breaking, --pin, ...")
+    answer = await client.write("PATCH", _items_path(args.feed, f"/{args.id}"), changes,
+                                if_match=args.if_match, key=args.idempotency_key)
+    _written(printer, client, answer, "updated")
+    return ExitCode.ok
+
+
+async def _retract(client: Client, printer: Printer, args: argparse.Namespace) -> int:
+    answer = await client.write("DELETE", _items_path(args.feed, f"/{args.id}"),
+                                if_match=args.if_match, key=args.idempotency_key)
+    _written(printer, client, answer, "retracted")
+    return ExitCode.ok
+
+
+async def _history(client: Client, printer: Printer, args: argparse.Namespace) -> int:
+    params: dict[str, str | int] = {"limit": min(args.limit, 1000 if args.key_events else 200)}
+    if args.key_events:
+        path = f"/v1/feeds/{quote(args.feed)}/key-events"
+    else:
+        path = _items_path(args.feed)
+        if args.before:
+            params["before"] = args.before
+        if args.tag:
+            params["tag"] = args.tag
+    page = await client.get(path, params)
+    if printer.json_lines:
+        printer.json(page)
+        return ExitCode.ok
+    for item in page.get("items", []):
+        printer.item(item)
+    if not page.get("items"):
+        printer.note(f"{args.feed} has no items" + (" before that cursor" if args.before else ""))
+    if page.get("next_before") and not args.key_events:
+        printer.note(f"older items: livefeed history --feed {args.feed} --before {page['next_before']}")
+    printer.note(f"live from here: livefeed tail --feed {args.feed} --since {page.get('cursor')}")
+    return ExitCode.ok
+
+
+async def _feeds(client: Client, printer: Printer, _: argparse.Namespace) -> int:
+    answer = await client.get("/v1/feeds")
+    if printer.json_lines:
+        printer.json(answer)
+        return ExitCode.ok
+    for feed in answer.get("feeds", []):
+        printer.line(str(feed.get("feed")))
+    return ExitCode.ok
+
+
+async def _tail(client: Client, printer: Printer, args: argparse.Namespace) -> int:
+    tail = Tail(client, printer, args.feed, since=args.since, tags=args.tags, count=args.count)
+    try:
+        return await tail.run()
+    except asyncio.CancelledError:
+        if tail.cursor:
+            printer.note(f"stopped; resume with: livefeed tail --feed {args.feed} --since {tail.cursor}")
+        raise
+
+
+COMMANDS: dict[str, Callable[[Client, Printer, argparse.Namespace], Any]] = {
+    "post": _post, "edit": _edit, "retract": _retract, "history": _history, "feeds": _feeds, "tail": _tail,
+}
+
+
+async def _run(args: argparse.Namespace, printer: Printer) -> int:
+    url = check_url(args.url)
+    token = args.token or os.environ.get("LIVEFEED_TOKEN") or None
+    async with Client(url, token, timeout=args.timeout, retries=max(0, args.retries)) as client:
+        result: int = await COMMANDS[args.command](client, printer, args)
+        return result
+
+
+def _bench(argv: list[str]) -> int:
+    """Hands ``livefeed bench ...`` to ``benchmarks.run:main``, which ships with a source checkout."""
+    try:
+        module = importlib.import_module("benchmarks.run")
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("benchmarks", "benchmarks.run"):
+            raise
+        print("livefeed: bench needs the benchmarks package (benchmarks/run.py), which this installation "
+              "lacks; run it from a source checkout: pip install -e '.[bench]'", file=sys.stderr)
+        return ExitCode.failed
+    bench_main = cast(Callable[[list[str]], int | None], module.main)
+    return int(bench_main(argv) or 0)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; returns (and, as a script, exits with) its exit code."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == ["bench"]:
+        return _bench(args_list[1:])
+    args = build_parser().parse_args(args_list)
+    printer = Printer(json_lines=args.json)
+    try:
+        code = asyncio.run(_run(args, printer))
+    except CliError as exc:
+        printer.note(exc.message)
+        code = exc.code
+    except KeyboardInterrupt:
+        code = ExitCode.interrupted
+    return int(code)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,180 @@
+"""``livefeed tail``: a feed's events as they happen, resuming after every drop without a gap.
+
+The tail keeps the cursor of the last event it printed and reconnects with ``since=<cursor>``
+(capped, jittered backoff), so the server replays what it missed. When the server cannot
+continue from that cursor it sends ``reset`` and closes with 4000: the tail then reloads the
+snapshot, prints the items it has not seen at their current version, and resumes from the
+snapshot's cursor. Items are printed only at a version newer than the one already printed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import OrderedDict
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import orjson
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+
+from .client import Client
+from .errors import CliError, ExitCode
+from .output import Printer
+
+__all__ = ["Tail"]
+
+RESET_CLOSE_CODE = 4000
+BASE_DELAY_S = 0.5
+MAX_DELAY_S = 15.0
+SILENCE_S = 90.0
+SNAPSHOT_LIMIT = 100
+SEEN_LIMIT = 10_000
+
+
+class _Reset(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class _Done(Exception):
+    """The requested number of events has been printed."""
+
+
+class Tail:
+    """Follows one feed; ``cursor`` is always the position to resume from."""
+
+    def __init__(
+        self, client: Client, printer: Printer, feed: str, *,
+        since: str | None, tags: str | None, count: int | None,
+    ) -> None:
+        self.client = client
+        self.printer = printer
+        self.feed = feed
+        self.cursor = since
+        self.tags = tags
+        self.count = count
+        self.printed = 0
+        self.connected = False
+        self.seen: OrderedDict[str, int] = OrderedDict()
+
+    def url(self) -> str:
+        base = self.client.base_url
+        scheme = "wss" if base.startswith("https:") else "ws"
+        query = {k: v for k, v in (("since", self.cursor), ("tags", self.tags)) if v}
+        suffix = f"?{urlencode(query)}" if query else ""
+        return f"{scheme}{base[base.index(':'):]}/v1/feeds/{quote(self.feed)}/stream{suffix}"
+
+    async def run(self) -> int:
+        """Print events until ``count`` is reached (or forever); every drop is resumed."""
+        attempt = 0
+        try:
+            while True:
+                self.connected = False
+                try:
+                    await self._follow()
+                    why = "the server closed the stream"
+                except _Reset as reset:
+                    self.printer.note(f"the stream cannot continue from cursor {self.cursor} ({reset.reason}); "
+                                      "reloading the feed")
+                    await self._reload_or_wait(attempt)
+                    attempt += 1
+                    continue
+                except InvalidStatus as exc:
+                    status = exc.response.status_code
+                    if 400 <= status < 500:
+                        detail = (exc.response.body or b"").decode(errors="replace").strip() or "no details"
+                        raise CliError(ExitCode.refused,
+                                       f"the stream refused the request (HTTP {status}): {detail}") from None
+                    why = f"HTTP {status}"
+                except (OSError, TimeoutError, ConnectionClosed, InvalidHandshake) as exc:
+                    why = str(exc) or type(exc).__name__
+                if self.connected:
+                    attempt = 0
+                delay = self._delay(attempt)
+                self.printer.note(f"connection lost ({why}); reconnecting in {delay:.1f}s "
+                                  f"from cursor {self.cursor or '(none yet)'}")
+                await asyncio.sleep(delay)
+                attempt += 1
+                if self.cursor is None and self.connected:
+                    await self._reload_or_wait(attempt)
+        except _Done:
+            return ExitCode.ok
+
+    @staticmethod
+    def _delay(attempt: int) -> float:
+        return float(min(MAX_DELAY_S, BASE_DELAY_S * 2**attempt) * (0.5 + random.random() / 2))
+
+    async def _follow(self) -> None:
+        async with connect(
+            self.url(), open_timeout=10, ping_interval=20, ping_timeout=20, close_timeout=2,
+            max_size=2**20, user_agent_header="livefeed-cli/1",
+        ) as ws:
+            await self._read(ws)
+
+    async def _read(self, ws: ClientConnection) -> None:
+        reset: str | None = None
+        while True:
+            try:
+                raw = await asyncio.wait_for(ws.recv(), SILENCE_S)
+            except TimeoutError:
+                raise TimeoutError(f"no message for {SILENCE_S:.0f}s") from None
+            except ConnectionClosed as exc:
+                if reset is not None or (exc.rcvd is not None and exc.rcvd.code == RESET_CLOSE_CODE):
+                    raise _Reset(reset or "reset") from None
+                raise
+            message: dict[str, Any] = orjson.loads(raw)
+            kind = message.get("type")
+            if kind == "hello":
+                self.connected = True
+                if self.cursor is None and message.get("cursor"):
+                    self.cursor = message["cursor"]
+                self.printer.note(f"following {self.feed} from cursor {self.cursor or '(start of the feed)'}")
+            elif kind == "reset":
+                reset = str(message.get("reason") or "reset")
+            elif isinstance(kind, str) and kind.startswith("item."):
+                if message.get("cursor"):
+                    self.cursor = message["cursor"]
+                self._show(message)
+
+    def _show(self, message: dict[str, Any], kind: str | None = None) -> None:
+        item = message.get("item") or {}
+        item_id, version = str(item.get("id")), int(item.get("version", 0))
+        if version <= self.seen.get(item_id, 0):
+            return
+        self.seen[item_id] = version
+        self.seen.move_to_end(item_id)
+        while len(self.seen) > SEEN_LIMIT:
+            self.seen.popitem(last=False)
+        if kind is not None and not self.printer.json_lines:
+            self.printer.item(item, kind)
+        else:
+            self.printer.event(message)
+        self.printed += 1
+        if self.count is not None and self.printed >= self.count:
+            raise _Done
+
+    async def _reload_or_wait(self, attempt: int) -> None:
+        """Reload the snapshot; if history cannot be reached either, wait and let the loop retry."""
+        if attempt:
+            await asyncio.sleep(self._delay(attempt))
+        try:
+            await self._reload()
+        except CliError as exc:
+            if exc.code not in (ExitCode.unreachable, ExitCode.unavailable):
+                raise
+            self.printer.note(f"could not reload {self.feed}: {exc.message}")
+
+    async def _reload(self) -> None:
+        """The snapshot after a reset: the items not yet printed at this version, oldest first."""
+        params: dict[str, str | int] = {"limit": SNAPSHOT_LIMIT}
+        page = await self.client.get(f"/v1/feeds/{quote(self.feed)}/items", params)
+        wanted = set(self.tags.split(",")) if self.tags else None
+        for item in reversed(page.get("items", [])):
+            if wanted is None or wanted.intersection(item.get("tags", [])):
+                self._show({"type": "snapshot", "feed": self.feed, "cursor": page.get("cursor"), "item": item},
+                           "current")
+        self.cursor = page.get("cursor")
+        self.printer.note(f"reloaded {self.feed}; resuming from cursor {self.cursor or '(start of the feed)'}")
