@@ -27,14 +27,15 @@ from shared.settings import FanoutSettings
 from shared.wire import Event, WireError, hello_message, reset_message
 
 from .hub import Hub, ResetNeeded, Subscriber
-from .sinks import SseSink, WsSink
-from .streams import StreamRequest, StreamRequestError, parse_stream_request, sse_chunk, ws_text_frame
+from .sinks import SseSink, WsSink, deliver_coalesced
+from .streams import Encoded, StreamRequest, StreamRequestError, parse_stream_request, sse_chunk, ws_text_frame
 
 __all__ = ["Fanout"]
 
 log = logging.getLogger("livefeed.fanout")
 
 RESET_CLOSE_CODE = 4000
+COALESCE_MAX = 64  # events written to a reader in one write at most: bounds the batch's memory
 SSE_HEADERS = (
     b"HTTP/1.1 200 OK\r\n"
     b"Content-Type: text/event-stream; charset=utf-8\r\n"
@@ -85,6 +86,7 @@ class Fanout:
                         heartbeat = asyncio.create_task(self._heartbeat())
                         self.ready.set()
                     batches = await consumer.getmany(timeout_ms=100)
+                    deliveries: list[tuple[Encoded, list[Subscriber]]] = []
                     for tp, records in batches.items():
                         partition = tp.partition
                         for record in records:
@@ -95,11 +97,15 @@ class Fanout:
                                           extra={"partition": partition, "offset": record.offset})
                                 continue
                             delivery = hub.publish(partition, record.offset, event)
-                            message = delivery.message
-                            for sub in delivery.recipients:
-                                sub.sink.deliver(message)
+                            if delivery.recipients:
+                                deliveries.append((delivery.message, delivery.recipients))
+                                if len(deliveries) >= COALESCE_MAX:
+                                    deliver_coalesced(deliveries)
+                                    deliveries = []
                         if caught_up and records and records[-1].offset + 1 >= caught_up.get(tp, 0):
                             caught_up.pop(tp, None)
+                    if deliveries:
+                        deliver_coalesced(deliveries)
             finally:
                 if heartbeat is not None:
                     heartbeat.cancel()
