@@ -263,6 +263,7 @@ class _Worker:
         self.conn.send((self.seq, kind, payload))
 
     def on_command(self) -> None:
+        os.set_blocking(self.conn.fileno(), True)  # uvloop's add_reader made it non-blocking
         try:
             self.seq, command, args = self.conn.recv()
         except EOFError:
@@ -419,6 +420,7 @@ class _Handle:
 
         def readable() -> None:
             loop.remove_reader(self.conn.fileno())
+            os.set_blocking(self.conn.fileno(), True)  # a large reply may arrive in pieces
             try:
                 message = self.conn.recv()
             except (EOFError, OSError) as exc:
