@@ -9,7 +9,7 @@ import time
 
 import httpx
 import pytest
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Browser, Page, WebSocketRoute, expect
 
 from deploy.stack import Stack
 
@@ -241,3 +241,43 @@ async def test_keyboard_moves_between_updates(page: Page, api: httpx.AsyncClient
     await page.keyboard.press("k")
     await expect(article(page, items[2])).to_be_focused()
     await expect(page.locator("#announcer")).to_have_attribute("aria-live", "polite")
+
+
+async def test_an_empty_feed_shows_its_first_post(page: Page, api: httpx.AsyncClient, feed: str) -> None:
+    await open_reader(page, feed)
+    await expect(page.locator("#feed-empty")).to_be_visible()
+    first = await post(api, feed, "The very first update")
+    await expect(article(page, first)).to_be_visible(timeout=2_000)
+    await expect(page.locator("#feed-empty")).to_be_hidden()
+
+
+async def test_a_reset_reloads_the_snapshot_and_the_page_goes_on_live(
+    page: Page, api: httpx.AsyncClient, feed: str
+) -> None:
+    kept = await post(api, feed, "Still published")
+    gone = await post(api, feed, "Retracted while the reader was away")
+    # The page starts from a cursor the server cannot continue (another topic epoch), and the
+    # item is retracted after the page was served: only reloading the snapshot can drop it.
+    await page.add_init_script("""
+        new MutationObserver((_, observer) => {
+            const main = document.getElementById('main');
+            if (main) { main.dataset.cursor = 'deadbeef.0.5'; observer.disconnect(); }
+        }).observe(document, { childList: true, subtree: true });
+    """)
+    streams: list[str] = []
+
+    async def first_stream_after_a_retraction(route: WebSocketRoute) -> None:
+        streams.append(route.url)
+        if len(streams) == 1:
+            assert (await api.delete(f"/v1/feeds/{feed}/items/{gone['id']}")).status_code == 200
+        route.connect_to_server()
+
+    await page.route_web_socket(re.compile(rf".*/v1/feeds/{feed}/stream.*"), first_stream_after_a_retraction)
+    await page.goto(f"/feeds/{feed}")
+    await expect(page.locator("#conn")).to_have_attribute("data-state", "live")
+    assert "since=deadbeef.0.5" in streams[0] and "deadbeef" not in streams[-1]
+    await expect(article(page, gone)).to_have_count(0)
+    await expect(article(page, kept)).to_be_visible()
+    fresh = await post(api, feed, "After the reset")
+    await expect(article(page, fresh)).to_be_visible()
+    await expect(page.locator("#feed > article")).to_have_count(2)
