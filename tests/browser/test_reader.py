@@ -25,6 +25,14 @@ MARKUP_BODY = (
 )
 
 
+async def history_reached(api: httpx.AsyncClient, feed: str, cursor: str, timeout: float = 10.0) -> None:
+    """Wait until history's snapshot of ``feed`` reflects the event at ``cursor``."""
+    deadline = time.monotonic() + timeout
+    while (await api.get(f"/v1/feeds/{feed}/items")).json()["cursor"] != cursor:
+        assert time.monotonic() < deadline, f"history did not reach {cursor} in {timeout}s"
+        await asyncio.sleep(0.05)
+
+
 def ld_json(html: str) -> list[str]:
     return re.findall(r'<script type="application/ld\+json">(.*?)</script>', html, flags=re.S)
 
@@ -34,8 +42,10 @@ async def test_first_response_holds_the_items_json_ld_and_a_strict_policy(
 ) -> None:
     key = await post(api, feed, "Talks open in Geneva", key_event=True, body="Day one.")
     await post(api, feed, MARKUP_HEADLINE, body=MARKUP_BODY + " </script><!--", tags=["test"])
-    newest = await post(api, feed, "Ceasefire agreed", urgency="breaking", byline="Desk")
-    snapshot = (await api.get(f"/v1/feeds/{feed}/items")).json()
+    written = await api.post(f"/v1/feeds/{feed}/items",
+                             json={"headline": "Ceasefire agreed", "urgency": "breaking", "byline": "Desk"})
+    newest = written.json()["item"]
+    await history_reached(api, feed, written.json()["cursor"])
 
     response = await api.get(f"/feeds/{feed}")
     assert response.status_code == 200
@@ -48,7 +58,7 @@ async def test_first_response_holds_the_items_json_ld_and_a_strict_policy(
     html = response.text
     assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; &lt;b&gt;bold&lt;/b&gt;" in html
     assert "<script>alert(1)" not in html and "<img src=x" not in html
-    assert f'data-cursor="{snapshot["cursor"]}"' in html
+    assert f'data-cursor="{written.json()["cursor"]}"' in html
 
     blocks = ld_json(html)
     assert len(blocks) == 1
