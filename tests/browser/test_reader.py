@@ -291,3 +291,10 @@ async def test_a_reset_reloads_the_snapshot_and_the_page_goes_on_live(
     fresh = await post(api, feed, "After the reset")
     await expect(article(page, fresh)).to_be_visible()
     await expect(page.locator("#feed > article")).to_have_count(2)
+
+
+async def test_the_last_update_time_follows_live_posts(page: Page, api: httpx.AsyncClient, feed: str) -> None:
+    await open_reader(page, feed)
+    await expect(page.locator(".title-block .dek")).to_have_count(0)
+    item = await post(api, feed, "First of the day")
+    await expect(page.locator(".title-block .dek time")).to_have_attribute("datetime", item["published_at"])

@@ -104,6 +104,18 @@ function flush({ reveal }) {
   }
 }
 
+/** Keeps "Last update HH:MM" under the title current. */
+function touchLatest(item) {
+  let time = document.querySelector('.title-block .dek time');
+  if (!time) {
+    time = el('time', '');
+    document.querySelector('.title-block h1').after(el('p', 'dek', 'Last update ', time));
+  }
+  if (time.dateTime && new Date(time.dateTime) >= new Date(item.published_at)) return;
+  time.dateTime = item.published_at;
+  time.textContent = formatTime(item.published_at);
+}
+
 function headlineFor(item) {
   return `${item.urgency === 'breaking' ? 'Breaking' : 'New update'}: ${item.headline}`;
 }
@@ -112,6 +124,7 @@ function headlineFor(item) {
 function onEvent(message) {
   const item = message.item;
   keyEvents.apply(item);
+  if (message.type === 'item.published') touchLatest(item);
   const queued = pending.get(item.id);
   if (queued) {
     if (item.version > queued.version) {
