@@ -19,7 +19,7 @@ from urllib.parse import quote, urlsplit
 
 import orjson
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 from starlette.staticfiles import StaticFiles
 
 from shared.cursor import Cursor, CursorError
@@ -54,9 +54,18 @@ _SCRIPT_UNSAFE_RE = re.compile("[<>&\u2028\u2029]")
 router = APIRouter(include_in_schema=False)
 
 
+class _Assets(StaticFiles):
+    """The pages' files, revalidated by ETag on every load so a deploy reaches readers at once."""
+
+    def file_response(self, *args: Any, **kwargs: Any) -> Response:
+        response = super().file_response(*args, **kwargs)
+        response.headers["Cache-Control"] = "no-cache"
+        return response
+
+
 def static_files() -> StaticFiles:
     """The pages' scripts and stylesheet, to mount at ``/static``."""
-    return StaticFiles(directory=WEB_DIR)
+    return _Assets(directory=WEB_DIR)
 
 
 # -- pure rendering ---------------------------------------------------------------------------

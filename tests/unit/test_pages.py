@@ -282,6 +282,7 @@ async def test_console_and_assets_are_served() -> None:
         assert asset.status_code == 200, name
         kind = "text/css" if name.endswith(".css") else "javascript"
         assert kind in asset.headers["content-type"], name
+        assert asset.headers["cache-control"] == "no-cache" and asset.headers["etag"], name
 
 
 def test_scripts_never_parse_newsroom_text_as_html() -> None:
