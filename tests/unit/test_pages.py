@@ -277,7 +277,7 @@ async def test_console_and_assets_are_served() -> None:
     console = await client.get("/newsroom")
     assert console.status_code == 200 and 'id="signin-form"' in console.text
     assert "frame-ancestors 'none'" in console.headers["content-security-policy"]
-    for name in ("reader.js", "console.js", "live.js", "feedlist.js", "render.js", "api.js", "style.css"):
+    for name in ("reader.js", "console.js", "draft.js", "live.js", "feedlist.js", "render.js", "api.js", "style.css"):
         asset = await client.get(f"/static/{name}")
         assert asset.status_code == 200, name
         kind = "text/css" if name.endswith(".css") else "javascript"

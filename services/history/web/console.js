@@ -4,12 +4,12 @@
 
 import { feedPath, getJSON, newKey, write } from './api.js';
 import { FeedList } from './feedlist.js';
+import { changes, draftItem, problemsWith, readForm } from './draft.js';
 import { LiveStream, STATE_TEXT } from './live.js';
 import { el, formatTime, renderItem } from './render.js';
 
 const TOKEN_KEY = 'livefeed.newsroom.token';
 const FEED_KEY = 'livefeed.newsroom.feed';
-const TAG_RE = /^[a-z0-9][a-z0-9-]{0,39}$/;
 const FEED_RE = /^[a-z0-9][a-z0-9-]{0,62}$/;
 const PAGE_SIZE = 50;
 const CONFIRM_MS = 4000;
@@ -266,32 +266,6 @@ feedEl.addEventListener('click', async (event) => {
 
 // -- the form -----------------------------------------------------------------------------------
 
-function readForm() {
-  const tags = [...new Set(fields.tags.value.split(/[\s,]+/).map((t) => t.trim().toLowerCase()).filter(Boolean))];
-  return {
-    headline: fields.headline.value.trim(),
-    body: fields.body.value.replace(/\s+$/, ''),
-    tags,
-    urgency: fields.breaking.checked ? 'breaking' : 'normal',
-    pinned: fields.pinned.checked,
-    key_event: fields.key_event.checked,
-    byline: fields.byline.value.trim() || null,
-    url: fields.url.value.trim() || null,
-  };
-}
-
-function problemsWith(draft) {
-  const problems = {};
-  if (!draft.headline) problems.headline = 'Write a headline.';
-  else if (draft.headline.length > 300) problems.headline = 'At most 300 characters.';
-  if (draft.body.length > 10000) problems.body = 'At most 10,000 characters.';
-  const bad = draft.tags.filter((t) => !TAG_RE.test(t));
-  if (bad.length) problems.tags = `Not a tag: ${bad.join(', ')}. Use lowercase letters, digits and dashes.`;
-  else if (draft.tags.length > 20) problems.tags = 'At most 20 tags.';
-  if (draft.url && !/^https?:\/\/\S+$/.test(draft.url)) problems.url = 'A link starts with https:// or http://.';
-  return problems;
-}
-
 function clearErrors() {
   for (const [name, input] of Object.entries(fields)) {
     input.removeAttribute('aria-invalid');
@@ -358,37 +332,13 @@ function handleError(error) {
   showFormError(error.message);
 }
 
-/** The item a draft will become, for the preview. */
-function draftItem(draft) {
-  const now = new Date().toISOString();
-  const base = editing?.item;
-  return {
-    ...draft,
-    id: base ? base.id : 'preview',
-    feed,
-    status: 'published',
-    version: base ? base.version + 1 : 1,
-    headline: draft.headline || 'Your headline appears here',
-    published_at: base ? base.published_at : now,
-    updated_at: now,
-  };
-}
-
 function renderPreview() {
-  const article = renderItem(draftItem(readForm()));
+  const article = renderItem(draftItem(readForm(fields), feed, editing?.item));
   article.id = 'item-preview';
   article.removeAttribute('tabindex');
   article.querySelector('.item-headline').id = 'item-preview-h';
   article.setAttribute('aria-labelledby', 'item-preview-h');
   $('preview').replaceChildren(article);
-}
-
-function changes(before, draft) {
-  const changed = {};
-  for (const [name, value] of Object.entries(draft)) {
-    if (JSON.stringify(value) !== JSON.stringify(before[name] ?? null)) changed[name] = value;
-  }
-  return changed;
 }
 
 function showEditing(text) {
@@ -449,7 +399,7 @@ form.addEventListener('keydown', (event) => {
 form.addEventListener('submit', async (event) => {
   event.preventDefault();
   clearErrors();
-  const draft = readForm();
+  const draft = readForm(fields);
   const problems = problemsWith(draft);
   if (Object.keys(problems).length) {
     showFieldErrors(problems);
