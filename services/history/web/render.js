@@ -1,10 +1,10 @@
 // Builds an update's markup from an item, exactly as services/history/pages.py renders it.
 // Newsroom text is only ever set with textContent, never parsed as HTML.
 
-const clockFormat = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit' });
-const dayFormat = new Intl.DateTimeFormat(undefined, {
-  day: 'numeric', month: 'short', hour: '2-digit', minute: '2-digit',
-});
+// "19:05" where clocks run to 24 hours, "7:05 PM" (not "07:05 PM") where they run to 12.
+const hour = new Intl.DateTimeFormat(undefined, { hour: 'numeric' }).resolvedOptions().hour12 ? 'numeric' : '2-digit';
+const clockFormat = new Intl.DateTimeFormat(undefined, { hour, minute: '2-digit' });
+const dayFormat = new Intl.DateTimeFormat(undefined, { day: 'numeric', month: 'short', hour, minute: '2-digit' });
 
 /** "14:05" today, "3 Mar, 14:05" on another day, in the reader's time zone. */
 export function formatTime(iso, now = new Date()) {
