@@ -134,12 +134,14 @@ async def test_a_scrolled_down_reader_gets_a_button_not_a_jump(
     second_new = await post(api, feed, "Another fresh update")
     await expect(button).to_have_text("↑ 2 new updates")
     await expect(page.locator("#announcer")).to_have_text("2 new updates above.")
+    await expect(page).to_have_title(re.compile(r"^\(2\) "))
     assert await page.evaluate("() => window.scrollY") == before_y
     assert await anchor.bounding_box() == before_box
     await expect(article(page, first_new)).to_have_count(0)
 
     await button.click()
     await expect(button).to_be_hidden()
+    await expect(page).to_have_title(re.compile(r"^[^(]"))
     newest = article(page, second_new)
     await expect(newest).to_be_in_viewport()
     await expect(newest).to_be_focused()

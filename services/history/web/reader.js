@@ -26,6 +26,8 @@ let loadingOlder = null;
 
 const list = new FeedList(feedEl);
 const pending = new Map();
+const baseTitle = document.title;
+let unseen = 0;
 const reducedMotion = matchMedia('(prefers-reduced-motion: reduce)');
 
 /** The key-events list: complete however far back, kept current by the same events. */
@@ -67,6 +69,16 @@ class KeyEvents {
 
 const keyEvents = new KeyEvents(document.getElementById('key-events'), document.getElementById('key-events-empty'));
 
+/** "(3) World: live updates" while updates wait for a reader who is elsewhere. */
+function countUnseen(delta) {
+  unseen = delta === null ? 0 : unseen + delta;
+  document.title = unseen ? `(${unseen}) ${baseTitle}` : baseTitle;
+}
+
+document.addEventListener('visibilitychange', () => {
+  if (!document.hidden && pending.size === 0) countUnseen(null);
+});
+
 function announce(text) {
   announcer.textContent = text;
 }
@@ -95,6 +107,7 @@ function flush({ reveal }) {
   const items = [...pending.values()].sort((a, b) => (a.id < b.id ? -1 : 1));
   pending.clear();
   updateNewButton();
+  if (!document.hidden) countUnseen(null);
   for (const item of items) list.apply(item);
   refreshEmpty();
   if (reveal && items.length) {
@@ -128,8 +141,12 @@ function onEvent(message) {
   const queued = pending.get(item.id);
   if (queued) {
     if (item.version > queued.version) {
-      if (item.status === 'retracted') pending.delete(item.id);
-      else pending.set(item.id, item);
+      if (item.status === 'retracted') {
+        pending.delete(item.id);
+        if (unseen > 0) countUnseen(-1);
+      } else {
+        pending.set(item.id, item);
+      }
       updateNewButton();
     }
     return;
@@ -145,6 +162,7 @@ function onEvent(message) {
   if (!belongs) return; // an edit of an update further back than the reader has loaded
   if (scrolledDown()) {
     pending.set(item.id, item);
+    countUnseen(1);
     updateNewButton();
     announce(`${pending.size} new ${pending.size === 1 ? 'update' : 'updates'} above.`);
     return;
@@ -152,6 +170,7 @@ function onEvent(message) {
   list.apply(item);
   refreshEmpty();
   announce(headlineFor(item));
+  if (document.hidden) countUnseen(1);
 }
 
 function setOlder(cursor) {
