@@ -64,14 +64,32 @@ class _Protocol(asyncio.Protocol):
             body = self.buf[body_start : body_start + length]
             self.buf = self.buf[body_start + length :]
         elif b"transfer-encoding: chunked" in head:
-            end = self.buf.find(b"\r\n0\r\n\r\n", body_start - 2)
-            if end < 0:
+            decoded = _dechunk(self.buf, body_start)
+            if decoded is None:
                 return
-            body = self.buf[body_start:end]
-            self.buf = self.buf[end + 7 :]
+            body, used = decoded
+            self.buf = self.buf[used:]
         else:
             body, self.buf = self.buf[body_start:], b""
         self.waiter.set_result((status, body))
+
+
+def _dechunk(buf: bytes, pos: int) -> tuple[bytes, int] | None:
+    """A chunked body starting at ``pos``: its bytes and where it ends, or None if incomplete."""
+    parts: list[bytes] = []
+    while True:
+        line_end = buf.find(b"\r\n", pos)
+        if line_end < 0:
+            return None
+        size = int(buf[pos:line_end].split(b";")[0], 16)
+        start = line_end + 2
+        if size == 0:
+            trailer_end = buf.find(b"\r\n", start)
+            return None if trailer_end < 0 else (b"".join(parts), trailer_end + 2)
+        if len(buf) < start + size + 2:
+            return None
+        parts.append(buf[start : start + size])
+        pos = start + size + 2
 
 
 class HttpConnection:

@@ -49,7 +49,8 @@ def create_app(kafka: str, topic: str) -> Any:
                     return
         body = orjson.dumps({"ready": ready.is_set()})
         await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"application/json")]})
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})
 
     return socketio.ASGIApp(sio, other_asgi_app=health)
