@@ -6,11 +6,13 @@ import asyncio
 import hashlib
 import logging
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.partitioner import murmur2
 from aiokafka.protocol.api import Request, RequestStruct, Response
 from aiokafka.protocol.types import (
     AbstractType,
@@ -27,6 +29,7 @@ from .settings import CommonSettings
 
 __all__ = [
     "ensure_topic",
+    "feed_partitioner",
     "make_consumer",
     "make_producer",
     "read_topic_epoch",
@@ -78,6 +81,18 @@ async def wait_for_kafka(settings: CommonSettings, timeout_s: float = 60.0) -> N
                 ) from exc
             log.info("waiting for kafka", extra={"error": str(exc)})
             await asyncio.sleep(1.0)
+
+
+def feed_partitioner(partitions: int) -> Callable[[str], int]:
+    """The partition a feed's events go to: what the producer's default partitioner picks for the key.
+
+    The topic's partition count must not change while livefeed runs (it would move feeds).
+    """
+
+    def partition_of(feed: str) -> int:
+        return int(murmur2(feed.encode()) & 0x7FFFFFFF) % partitions
+
+    return partition_of
 
 
 async def topic_partitions(consumer: AIOKafkaConsumer, topic: str, timeout_s: float = 30.0) -> set[int]:

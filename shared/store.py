@@ -6,7 +6,7 @@ per-partition watermark makes a replayed Kafka record a no-op. Kafka stays the s
 truth; everything here can be rebuilt from the topic (``services/history/consumer.py``).
 
 Keys (prefix ``lf:``): ``item:{feed}:{id}`` hash; ``list:{feed}``, ``tag:{feed}:{tag}`` and
-``keyev:{feed}`` sorted sets scored by the publish offset; ``feeds`` sorted set scored by the
+``keyev:{feed}`` and ``pinned:{feed}`` sorted sets scored by the publish offset; ``feeds`` sorted set scored by the
 last change; ``head:{feed}`` the cursor history has applied up to; ``wm:{partition}`` the
 watermark; ``meta:epoch`` the topic epoch the data belongs to.
 """
@@ -49,6 +49,8 @@ local wm_key = ARGV[12]
 local now_ms = tonumber(ARGV[13])
 local tags_json = ARGV[14]
 local max_keys = tonumber(ARGV[15])
+local pinned = ARGV[16] == '1'
+
 if wm_key ~= '' then
   if redis.call('EXISTS', prefix .. 'meta:epoch') == 0 then return -1 end
   local wm = redis.call('GET', wm_key)
@@ -57,6 +59,7 @@ end
 local ikey = prefix .. 'item:' .. feed .. ':' .. id
 local list = prefix .. 'list:' .. feed
 local keyev = prefix .. 'keyev:' .. feed
+local pins = prefix .. 'pinned:' .. feed
 local old = redis.call('HMGET', ikey, 'version', 'tags', 'seq')
 local applied = 0
 if (not old[1]) or tonumber(old[1]) < version then
@@ -64,7 +67,8 @@ if (not old[1]) or tonumber(old[1]) < version then
   local seq = offset
   if old[3] then seq = tonumber(old[3]) end
   redis.call('HSET', ikey, 'item', item_json, 'version', version, 'status', status,
-             'seq', seq, 'cursor', cursor, 'tags', tags_json, 'key', key_event and '1' or '0')
+             'seq', seq, 'cursor', cursor, 'tags', tags_json, 'key', key_event and '1' or '0',
+             'pin', pinned and '1' or '0')
   redis.call('EXPIRE', ikey, ttl)
   if old[2] then
     for _, t in ipairs(cjson.decode(old[2])) do
@@ -74,6 +78,7 @@ if (not old[1]) or tonumber(old[1]) < version then
   if status == 'retracted' then
     redis.call('ZREM', list, id)
     redis.call('ZREM', keyev, id)
+    redis.call('ZREM', pins, id)
   else
     redis.call('ZADD', list, seq, id)
     redis.call('EXPIRE', list, ttl)
@@ -90,19 +95,27 @@ if (not old[1]) or tonumber(old[1]) < version then
     else
       redis.call('ZREM', keyev, id)
     end
+    if pinned then
+      redis.call('ZADD', pins, seq, id)
+      redis.call('EXPIRE', pins, ttl)
+      local k = redis.call('ZCARD', pins)
+      if k > max_keys then redis.call('ZREMRANGEBYRANK', pins, 0, k - max_keys - 1) end
+    else
+      redis.call('ZREM', pins, id)
+    end
   end
   local n = redis.call('ZCARD', list)
   if n > max_items then
     for _, v in ipairs(redis.call('ZRANGE', list, 0, n - max_items - 1)) do
       local vkey = prefix .. 'item:' .. feed .. ':' .. v
       redis.call('ZREM', list, v)
-      local vt = redis.call('HMGET', vkey, 'tags', 'key')
+      local vt = redis.call('HMGET', vkey, 'tags', 'key', 'pin')
       if vt[1] then
         for _, t in ipairs(cjson.decode(vt[1])) do
           redis.call('ZREM', prefix .. 'tag:' .. feed .. ':' .. t, v)
         end
       end
-      if vt[2] ~= '1' then redis.call('DEL', vkey) end
+      if vt[2] ~= '1' and vt[3] ~= '1' then redis.call('DEL', vkey) end
     end
   end
   redis.call('ZADD', prefix .. 'feeds', now_ms, feed)
@@ -164,6 +177,7 @@ class ItemStore:
                 int(time.time() * 1000),
                 orjson.dumps(item.get("tags", [])),
                 MAX_KEY_EVENTS,
+                "1" if item.get("pinned") else "0",
             ]
         )
         return int(result)
@@ -176,11 +190,17 @@ class ItemStore:
 
     async def items(
         self, feed: str, *, limit: int, before: int | None = None, tag: str | None = None,
-        key_events: bool = False,
+        key_events: bool = False, pinned: bool = False,
     ) -> list[StoredItem]:
-        """Current items of ``feed``, newest first, published before offset ``before``."""
+        """Current items of ``feed``, newest first, published before offset ``before``.
+
+        ``key_events`` and ``pinned`` read those items alone, however far back they are
+        (they outlive the per-feed item limit, not the age limit).
+        """
         if key_events:
             index = f"{PREFIX}keyev:{feed}"
+        elif pinned:
+            index = f"{PREFIX}pinned:{feed}"
         elif tag is not None:
             index = f"{PREFIX}tag:{feed}:{tag}"
         else:

@@ -22,7 +22,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.typing import Origin
 
-from shared.kafka import make_consumer, read_topic_epoch, topic_partitions, wait_for_kafka
+from shared.kafka import feed_partitioner, make_consumer, read_topic_epoch, topic_partitions, wait_for_kafka
 from shared.settings import FanoutSettings
 from shared.wire import Event, WireError, hello_message, reset_message
 
@@ -59,11 +59,11 @@ class Fanout:
         settings = self.settings
         await wait_for_kafka(settings)
         epoch = await read_topic_epoch(settings)
-        hub = self.hub = Hub(epoch, buffer=settings.fanout_buffer)
         consumer = make_consumer(settings, group_id=None)
         await consumer.start()
         try:
             partitions = await topic_partitions(consumer, settings.topic)
+            hub = self.hub = Hub(epoch, buffer=settings.fanout_buffer, partition_of=feed_partitioner(len(partitions)))
             tps = [TopicPartition(settings.topic, p) for p in sorted(partitions)]
             consumer.assign(tps)
             ends = await consumer.end_offsets(tps)

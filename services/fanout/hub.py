@@ -12,6 +12,7 @@ The adapters (``websocket.py``, ``sse.py``) write what the hub returns; nothing 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -71,17 +72,21 @@ class _FeedLog:
 class Hub:
     """Routes events to readers by feed and tag filter, and replays from a cursor."""
 
-    def __init__(self, epoch: str, *, buffer: int) -> None:
+    def __init__(self, epoch: str, *, buffer: int, partition_of: Callable[[str], int]) -> None:
+        """``partition_of`` maps a feed to its partition, as the producer's partitioner does."""
         self.epoch = epoch
         self.buffer = buffer
+        self.partition_of = partition_of
         self.subscribers = 0
         self._feeds: dict[str, _FeedLog] = {}
         self._start: dict[int, int] = {}
+        self._last: dict[int, int] = {}
         self._pending: dict[str, list[Subscriber]] = {}
 
     def start_partition(self, partition: int, offset: int) -> None:
         """Declare that events of ``partition`` are published from ``offset`` on, without gaps."""
         self._start[partition] = offset
+        self._last[partition] = offset - 1
 
     def publish(self, partition: int, offset: int, event: Event) -> Delivery:
         """Record ``event`` (at ``partition``/``offset``) and return whom to send it to."""
@@ -95,6 +100,7 @@ class Hub:
         tags = event.tags
         log.entries.append((offset, tags, message))
         log.last = offset
+        self._last[partition] = offset
         if len(log.entries) > self.buffer:
             evicted, _, _ = log.entries.popleft()
             log.complete_from = evicted + 1
@@ -116,15 +122,15 @@ class Hub:
         """
         log = self._feeds.get(feed)
         if since is None:
-            position = None if log is None else Cursor(self.epoch, log.partition, log.last)
-            sub = Subscriber(feed, tags, sink, floor=-1 if log is None else log.last)
+            position = self._position(feed, log)
+            sub = Subscriber(feed, tags, sink, floor=-1 if position is None else position.offset)
             self._join(feed, log, sub)
             return sub, [], position
         if since.epoch != self.epoch:
             raise ResetNeeded(ResetReason.epoch_changed)
         if log is None:
             start = self._start.get(since.partition)
-            if start is None:
+            if start is None or since.partition != self.partition_of(feed):
                 raise ResetNeeded(ResetReason.wrong_partition)
             if since.offset < start - 1:
                 raise ResetNeeded(ResetReason.cursor_too_old)
@@ -164,6 +170,18 @@ class Hub:
 
     def feeds(self) -> int:
         return len(self._feeds)
+
+    def _position(self, feed: str, log: _FeedLog | None) -> Cursor | None:
+        """Where a reader starting now stands: after the last event this process has seen.
+
+        For a feed with no event yet that is the last offset seen in its partition, so even
+        the first reader of a new feed gets a cursor it can resume from.
+        """
+        if log is not None:
+            return Cursor(self.epoch, log.partition, log.last)
+        partition = self.partition_of(feed)
+        last = self._last.get(partition)
+        return None if last is None else Cursor(self.epoch, partition, last)
 
     def _join(self, feed: str, log: _FeedLog | None, sub: Subscriber) -> None:
         self.subscribers += 1

@@ -130,6 +130,16 @@ def create_app(settings: HistorySettings | None = None) -> FastAPI:
         items = await store.items(feed, limit=limit, key_events=True)
         return _json(_page(feed, head, items, limit, request.app.state.epoch))
 
+    @app.get("/v1/feeds/{feed}/pinned", summary="List a feed's pinned items")
+    async def pinned_items(
+        request: Request, feed: Feed, limit: Annotated[int, Query(ge=1, le=1000)] = 50
+    ) -> Response:
+        """Pinned items, newest first, however far back (within the age limit): readers show them on top."""
+        store = _store(request)
+        head = await store.head(feed)
+        items = await store.items(feed, limit=limit, pinned=True)
+        return _json(_page(feed, head, items, limit, request.app.state.epoch))
+
     @app.get("/v1/feeds/{feed}/items/{item_id}", response_model=Item, summary="Get one item")
     async def get_item(request: Request, feed: Feed, item_id: ItemId) -> Response:
         """The item's current state; 410 once it was retracted."""

@@ -44,7 +44,7 @@ __all__ = [
 WEB_DIR = Path(__file__).resolve().parent / "web"
 PAGE_SIZE = 20
 KEY_EVENTS_LIMIT = 200
-PINNED_SCAN = 200
+PINNED_LIMIT = 50
 INDEX_HEADLINES = 12
 
 _HOST = re.compile(r"^(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$")
@@ -469,18 +469,10 @@ def _items(stored: Iterable[StoredItem]) -> list[Item]:
     return [Item.model_validate_json(s.item_json) for s in stored if s.status == Status.published.value]
 
 
-def _with_pinned(page: list[Item], further: Iterable[StoredItem], keys: Iterable[Item]) -> list[Item]:
+def _with_pinned(page: list[Item], pinned: Iterable[Item]) -> list[Item]:
     """The page plus pinned updates from further back: the reader shows those on top."""
     shown = {item.id for item in page}
-    extra: dict[str, Item] = {}
-    for stored in further:
-        raw = orjson.loads(stored.item_json)
-        if raw.get("pinned") and raw.get("id") not in shown:
-            extra.setdefault(raw["id"], Item.model_validate(raw))
-    for item in keys:
-        if item.pinned and item.id not in shown:
-            extra.setdefault(item.id, item)
-    return [*page, *extra.values()]
+    return [*page, *(item for item in pinned if item.id not in shown)]
 
 
 def _not_found(request: Request, message: str) -> HTMLResponse:
@@ -516,18 +508,18 @@ async def reader_page(
             return _not_found(request, "That page of older updates is no longer available.")
         before_offset = parsed.offset
     head = await store.head(feed)
-    scan = PINNED_SCAN if before is None else PAGE_SIZE
-    stored, stored_keys = await asyncio.gather(
-        store.items(feed, limit=scan, before=before_offset),
+    stored, stored_keys, stored_pins = await asyncio.gather(
+        store.items(feed, limit=PAGE_SIZE + 1, before=before_offset),
         store.items(feed, limit=KEY_EVENTS_LIMIT, key_events=True),
+        store.items(feed, limit=PINNED_LIMIT if before is None else 1, pinned=True),
     )
     page = stored[:PAGE_SIZE]
     next_before = None
-    if page and (len(stored) > PAGE_SIZE or len(stored) == scan):
+    if page and len(stored) > PAGE_SIZE:
         last = page[-1]
         next_before = Cursor(epoch, last.cursor.partition, last.seq).serialize()
     keys = _items(stored_keys)
-    items = _with_pinned(_items(page), stored[PAGE_SIZE:], keys)
+    items = _with_pinned(_items(page), _items(stored_pins) if before is None else [])
     scheme, host = _origin(request)
     page_url = f"{scheme}://{host}/feeds/{quote(feed)}" if host else f"/feeds/{quote(feed)}"
     html = render_reader(

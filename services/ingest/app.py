@@ -330,6 +330,11 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
     install_docs(app)
     app.include_router(router)
 
+    @app.post("/v1/tokens/check", status_code=204, summary="Check a newsroom token", tags=["tokens"])
+    async def check_token(caller: Writer) -> Response:
+        """204 if the bearer token may write, 401 if not: lets a tool sign in without writing."""
+        return Response(status_code=204)
+
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}

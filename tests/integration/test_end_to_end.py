@@ -7,6 +7,7 @@ import time
 
 import httpx
 
+from shared.kafka import feed_partitioner
 from tests.utils.streams import next_event, next_message, open_stream
 
 
@@ -16,7 +17,7 @@ async def test_post_reaches_a_connected_reader_and_history_lists_it_first(
     ws = await open_stream(ws_url, feed, origin)
     try:
         hello = await next_message(ws)
-        assert hello == {"type": "hello", "feed": feed, "cursor": None}
+        assert hello["type"] == "hello" and hello["feed"] == feed
         await api.post(f"/v1/feeds/{feed}/items", json={"headline": "first"})
         started = time.monotonic()
         response = await api.post(
@@ -32,6 +33,9 @@ async def test_post_reaches_a_connected_reader_and_history_lists_it_first(
         second = await next_event(ws, timeout=1.0)
         assert time.monotonic() - started < 1.0
         assert first["item"]["headline"] == "first"
+        epoch, partition, _ = first["cursor"].split(".")
+        assert hello["cursor"].split(".")[:2] == [epoch, partition], "hello must name the feed's partition"
+        assert int(partition) == feed_partitioner(3)(feed)
         assert second == {
             "type": "item.published",
             "cursor": posted["cursor"],
@@ -55,13 +59,16 @@ async def test_ids_sort_in_publish_order(api: httpx.AsyncClient, feed: str) -> N
     assert len(set(ids)) == 5
 
 
-async def test_writes_need_a_token(base_url: str, feed: str) -> None:
+async def test_writes_need_a_token(base_url: str, auth: dict[str, str], feed: str) -> None:
     async with httpx.AsyncClient(base_url=base_url, timeout=10) as anonymous:
         for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic abc"}):
             response = await anonymous.post(f"/v1/feeds/{feed}/items", json={"headline": "x"}, headers=headers)
             assert response.status_code == 401
             assert response.json()["fields"][0]["field"] == "Authorization"
         assert (await anonymous.get(f"/v1/feeds/{feed}/items")).json()["items"] == []
+        assert (await anonymous.post("/v1/tokens/check", headers={"Authorization": "Bearer wrong"})).status_code == 401
+    async with httpx.AsyncClient(base_url=base_url, timeout=10, headers=auth) as newsroom:
+        assert (await newsroom.post("/v1/tokens/check")).status_code == 204
 
 
 async def test_bad_input_is_refused_with_the_field_named_and_nothing_published(

@@ -44,14 +44,15 @@ async def test_applying_an_event_twice_or_out_of_order_changes_nothing(redis: ai
     assert [s.item()["id"] for s in listed] == [item_id]
 
 
-async def test_retention_bounds_each_feed_and_keeps_key_events(redis: aioredis.Redis, feed: str) -> None:
+async def test_retention_bounds_each_feed_and_keeps_key_events_and_pins(redis: aioredis.Redis, feed: str) -> None:
     store = ItemStore(redis, max_items=10, max_age_s=3600)
     for n in range(25):
-        await store.apply(_event(feed, f"{n:026d}", 1, key_event=n == 2), Cursor("e", 0, n))
+        await store.apply(_event(feed, f"{n:026d}", 1, key_event=n == 2, pinned=n == 3), Cursor("e", 0, n))
     listed = await store.items(feed, limit=100)
     assert [s.seq for s in listed] == list(range(24, 14, -1))
     assert await redis.zcard(f"lf:tag:{feed}:x") == 10
     assert [s.seq for s in await store.items(feed, limit=100, key_events=True)] == [2]
+    assert [s.seq for s in await store.items(feed, limit=100, pinned=True)] == [3]
     assert await redis.exists(f"lf:item:{feed}:{0:026d}") == 0
     assert await redis.ttl(f"lf:item:{feed}:{24:026d}") > 3000
 

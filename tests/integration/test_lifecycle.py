@@ -98,12 +98,17 @@ async def test_unknown_items_are_404(api: httpx.AsyncClient, feed: str) -> None:
 
 async def test_pin_and_unpin(api: httpx.AsyncClient, feed: str) -> None:
     item = (await post(api, feed))["item"]
-    assert isinstance(item, dict)
+    other = (await post(api, feed, pinned=True))["item"]
+    assert isinstance(item, dict) and isinstance(other, dict)
     pinned = await api.put(f"/v1/feeds/{feed}/items/{item['id']}/pin")
     assert pinned.status_code == 200 and pinned.json()["item"]["pinned"] is True
+    listed = (await api.get(f"/v1/feeds/{feed}/pinned")).json()["items"]
+    assert [i["id"] for i in listed] == [other["id"], item["id"]]
     unpinned = await api.delete(f"/v1/feeds/{feed}/items/{item['id']}/pin")
     assert unpinned.json()["item"]["pinned"] is False
     assert unpinned.json()["item"]["version"] == 3
+    await api.delete(f"/v1/feeds/{feed}/items/{other['id']}")
+    assert (await api.get(f"/v1/feeds/{feed}/pinned")).json()["items"] == []
 
 
 async def test_pagination_tags_key_events_and_feeds(api: httpx.AsyncClient, feed: str) -> None:

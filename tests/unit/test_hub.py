@@ -24,7 +24,7 @@ def headlines(messages: list[Any]) -> list[str]:
 
 
 def test_routes_by_feed_and_tag() -> None:
-    hub = Hub(EPOCH, buffer=10)
+    hub = Hub(EPOCH, partition_of=lambda _: 0, buffer=10)
     hub.start_partition(0, 0)
     everything, _, _ = hub.subscribe("a", None, None, "all")
     tagged, _, _ = hub.subscribe("a", None, frozenset({"x"}), "x")
@@ -42,7 +42,7 @@ def test_routes_by_feed_and_tag() -> None:
 
 
 def test_resume_replays_exactly_what_was_missed_then_goes_live() -> None:
-    hub = Hub(EPOCH, buffer=10)
+    hub = Hub(EPOCH, partition_of=lambda _: 0, buffer=10)
     hub.start_partition(0, 0)
     for n in range(5):
         hub.publish(0, n, event("a", n, ("x",) if n % 2 else ()))
@@ -56,7 +56,7 @@ def test_resume_replays_exactly_what_was_missed_then_goes_live() -> None:
 
 
 def test_cursor_older_than_the_buffer_needs_a_reset() -> None:
-    hub = Hub(EPOCH, buffer=3)
+    hub = Hub(EPOCH, partition_of=lambda _: 0, buffer=3)
     hub.start_partition(0, 0)
     for n in range(6):
         hub.publish(0, n, event("a", n))
@@ -68,7 +68,7 @@ def test_cursor_older_than_the_buffer_needs_a_reset() -> None:
 
 
 def test_other_epoch_or_partition_needs_a_reset() -> None:
-    hub = Hub(EPOCH, buffer=3)
+    hub = Hub(EPOCH, partition_of=lambda _: 0, buffer=3)
     hub.start_partition(0, 0)
     hub.publish(0, 0, event("a", 0))
     with pytest.raises(ResetNeeded) as info:
@@ -80,7 +80,7 @@ def test_other_epoch_or_partition_needs_a_reset() -> None:
 
 
 def test_cursor_before_this_process_started_needs_a_reset_for_an_idle_feed() -> None:
-    hub = Hub(EPOCH, buffer=3)
+    hub = Hub(EPOCH, partition_of=lambda _: 0, buffer=3)
     hub.start_partition(0, 100)
     with pytest.raises(ResetNeeded):
         hub.subscribe("quiet", Cursor(EPOCH, 0, 50), None, "s")
@@ -91,7 +91,7 @@ def test_cursor_before_this_process_started_needs_a_reset_for_an_idle_feed() -> 
 
 def test_a_cursor_ahead_of_this_process_gets_nothing_twice() -> None:
     """A reader that saw offset 3 elsewhere, on a fanout still at offset 1, must not get 2 or 3 again."""
-    hub = Hub(EPOCH, buffer=10)
+    hub = Hub(EPOCH, partition_of=lambda _: 0, buffer=10)
     hub.start_partition(0, 0)
     hub.publish(0, 0, event("a", 0))
     hub.publish(0, 1, event("a", 1))
@@ -102,18 +102,31 @@ def test_a_cursor_ahead_of_this_process_gets_nothing_twice() -> None:
     assert sub in hub.publish(0, 4, event("a", 4)).recipients
 
 
-def test_a_reader_of_a_feed_with_no_events_yet_gets_the_first() -> None:
-    hub = Hub(EPOCH, buffer=10)
+def test_a_reader_of_a_feed_with_no_events_yet_gets_the_first_and_a_cursor_to_resume_from() -> None:
+    hub = Hub(EPOCH, partition_of=lambda _: 0, buffer=10)
     hub.start_partition(0, 0)
+    hub.publish(0, 0, event("other", 0))
     sub, _, position = hub.subscribe("new", None, None, "s")
-    assert position is None
-    assert sub in hub.publish(0, 7, event("new", 1)).recipients
+    assert position == Cursor(EPOCH, 0, 0)
     hub.unsubscribe(sub)
     assert hub.subscribers == 0
+    hub.publish(0, 1, event("other", 1))
+    hub.publish(0, 2, event("new", 2))
+    resumed, replay, _ = hub.subscribe("new", position, None, "r")
+    assert headlines(replay) == ["h2"]
+    assert resumed in hub.publish(0, 3, event("new", 3)).recipients
+
+
+def test_a_cursor_of_another_partition_for_a_new_feed_needs_a_reset() -> None:
+    hub = Hub(EPOCH, partition_of=lambda _: 1, buffer=10)
+    hub.start_partition(0, 0)
+    hub.start_partition(1, 0)
+    with pytest.raises(ResetNeeded):
+        hub.subscribe("new", Cursor(EPOCH, 0, 0), None, "s")
 
 
 def test_each_event_is_encoded_once_for_all_readers() -> None:
-    hub = Hub(EPOCH, buffer=10)
+    hub = Hub(EPOCH, partition_of=lambda _: 0, buffer=10)
     hub.start_partition(0, 0)
     for n in range(100):
         hub.subscribe("a", None, None, n)

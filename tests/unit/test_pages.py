@@ -221,10 +221,12 @@ class FakeStore:
         return Cursor("e1", 0, len(self.stored) - 1) if self.stored else None
 
     async def items(self, feed: str, *, limit: int, before: int | None = None, tag: str | None = None,
-                    key_events: bool = False) -> list[StoredItem]:
+                    key_events: bool = False, pinned: bool = False) -> list[StoredItem]:
         rows = [s for s in reversed(self.stored) if before is None or s.seq < before]
         if key_events:
             rows = [s for s in rows if s.item()["key_event"]]
+        if pinned:
+            rows = [s for s in rows if s.item()["pinned"]]
         return rows[:limit]
 
     async def feeds(self) -> list[tuple[str, int]]:

@@ -8,7 +8,6 @@ import { LiveStream, STATE_TEXT } from './live.js';
 import { el, formatTime, localizeTimes } from './render.js';
 
 const PAGE_SIZE = 20;
-const PINNED_SCAN = 200;
 const MAX_REVEAL_PAGES = 100;
 
 const main = document.getElementById('main');
@@ -309,14 +308,14 @@ window.addEventListener('scroll', () => {
 
 /** After a reset: the snapshot again, its pinned updates and key events; returns its cursor. */
 async function reloadSnapshot() {
-  const [page, recent, keys] = await Promise.all([
+  const [page, pins, keys] = await Promise.all([
     getJSON(feedPath(feed, `/items?limit=${PAGE_SIZE}`)),
-    getJSON(feedPath(feed, `/items?limit=${PINNED_SCAN}`)),
+    getJSON(feedPath(feed, '/pinned?limit=50')),
     getJSON(feedPath(feed, '/key-events?limit=200')),
   ]);
   pending.clear();
   updateNewButton();
-  const pinned = [...recent.items, ...keys.items].filter((i) => i.pinned && !page.items.some((p) => p.id === i.id));
+  const pinned = pins.items.filter((i) => !page.items.some((p) => p.id === i.id));
   const unique = new Map([...page.items, ...pinned].map((i) => [i.id, i]));
   list.reconcile([...unique.values()]);
   keyEvents.reconcile(keys.items);
