@@ -13,6 +13,7 @@ import pytest
 from fastapi import FastAPI
 
 from services.history import pages
+from services.history import render as rendering
 from shared.cursor import Cursor
 from shared.models import Item
 from shared.store import StoredItem
@@ -48,7 +49,7 @@ def ld_blocks(html: str) -> list[str]:
 
 def test_script_json_cannot_close_the_script_element_and_round_trips() -> None:
     value = {"headline": "</script><script>alert(1)</script><!-- & -->", "line": "a\u2028b"}
-    text = pages.script_json(value)
+    text = rendering.script_json(value)
     assert not set("<>&\u2028") & set(text)
     assert json.loads(text) == value
 
@@ -58,7 +59,7 @@ def test_script_json_cannot_close_the_script_element_and_round_trips() -> None:
 
 def test_item_markup_is_escaped_everywhere() -> None:
     item = make_item(1, headline=MARKUP_HEADLINE, body=MARKUP_BODY, byline="<i>Reporter</i>", tags=["test"])
-    html = pages.render_item(item, NOW)
+    html = rendering.render_item(item, NOW)
     assert "<script" not in html and "<img" not in html and "<b>" not in html and "<i>" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; &lt;b&gt;bold&lt;/b&gt;" in html
     assert "&lt;img src=x onerror=alert(2)&gt; &quot;quotes&quot; &#x27;apostrophes&#x27;" in html
@@ -68,7 +69,7 @@ def test_item_markup_is_escaped_everywhere() -> None:
 def test_item_carries_what_the_script_needs_and_marks_corrections() -> None:
     item = make_item(2, version=3, pinned=True, key_event=True, urgency="breaking",
                      updated_at=NOW - timedelta(minutes=5), tags=["politics", "budget"])
-    html = pages.render_item(item, NOW)
+    html = rendering.render_item(item, NOW)
     assert f'id="item-{item.id}"' in html and f'data-id="{item.id}"' in html
     assert 'data-version="3"' in html and 'data-pinned="1"' in html
     assert 'class="item is-breaking is-pinned is-key"' in html
@@ -79,7 +80,7 @@ def test_item_carries_what_the_script_needs_and_marks_corrections() -> None:
 
 
 def test_a_first_version_has_no_updated_mark() -> None:
-    assert "item-updated" not in pages.render_item(make_item(3), NOW)
+    assert "item-updated" not in rendering.render_item(make_item(3), NOW)
 
 
 @pytest.mark.parametrize(
@@ -89,7 +90,7 @@ def test_a_first_version_has_no_updated_mark() -> None:
 )
 def test_only_http_links_become_links(url: str | None, linked: bool) -> None:
     item = make_item(4).model_copy(update={"url": url})
-    html = pages.render_item(item, NOW)
+    html = rendering.render_item(item, NOW)
     assert ('class="item-source"' in html) is linked
     if linked:
         assert 'rel="nofollow noopener noreferrer ugc"' in html
@@ -99,12 +100,13 @@ def test_only_http_links_become_links(url: str | None, linked: bool) -> None:
 
 def test_times_show_the_day_when_not_today() -> None:
     item = make_item(5, published_at=NOW - timedelta(days=2), updated_at=NOW - timedelta(days=2))
-    assert "27 Feb, 12:30 UTC" in pages.render_item(item, NOW)
+    assert "27 Feb, 12:30 UTC" in rendering.render_item(item, NOW)
 
 
 def test_pinned_items_lead_then_newest_first() -> None:
     items = [make_item(1), make_item(2, pinned=True), make_item(3), make_item(4)]
-    assert [i.headline for i in pages.reader_order(items)] == ["Headline 2", "Headline 4", "Headline 3", "Headline 1"]
+    ordered = rendering.reader_order(items)
+    assert [i.headline for i in ordered] == ["Headline 2", "Headline 4", "Headline 3", "Headline 1"]
 
 
 # -- JSON-LD --------------------------------------------------------------------------------------
@@ -113,22 +115,22 @@ def test_pinned_items_lead_then_newest_first() -> None:
 def test_live_blog_posting_lists_updates_newest_first_with_anchors() -> None:
     items = [make_item(7), make_item(9, byline="A. Reporter", tags=["x"]), make_item(8)]
     key = make_item(1, key_event=True)
-    posting = pages.live_blog_json_ld("middle-east", "https://news.example/feeds/middle-east", items, [key])
+    posting = rendering.live_blog_json_ld("middle-east", "https://news.example/feeds/middle-east", items, [key])
     assert posting["@type"] == "LiveBlogPosting"
     assert posting["headline"] == "Middle East: live updates"
-    assert posting["coverageStartTime"] == pages.iso(key.published_at)
-    assert posting["dateModified"] == pages.iso(items[1].updated_at)
+    assert posting["coverageStartTime"] == rendering.iso(key.published_at)
+    assert posting["dateModified"] == rendering.iso(items[1].updated_at)
     updates = posting["liveBlogUpdate"]
     assert [u["headline"] for u in updates] == ["Headline 9", "Headline 8", "Headline 7"]
     newest = updates[0]
     assert newest["url"] == f"https://news.example/feeds/middle-east#item-{items[1].id}"
     assert newest["articleBody"] == "Body 9"
-    assert newest["datePublished"] == pages.iso(items[1].published_at)
+    assert newest["datePublished"] == rendering.iso(items[1].published_at)
     assert newest["author"] == {"@type": "Person", "name": "A. Reporter"}
 
 
 def test_an_empty_feed_has_a_posting_without_coverage_start() -> None:
-    posting = pages.live_blog_json_ld("world", "/feeds/world", [], [])
+    posting = rendering.live_blog_json_ld("world", "/feeds/world", [], [])
     assert posting["liveBlogUpdate"] == [] and "coverageStartTime" not in posting
 
 
@@ -139,7 +141,7 @@ def render(items: list[Item], keys: list[Item] | None = None, **kwargs: Any) -> 
     options: dict[str, Any] = {"cursor": "abc.1.41", "next_before": None,
                                "page_url": "http://gw.example/feeds/world", "now": NOW}
     options.update(kwargs)
-    return pages.render_reader("world", items, keys or [], **options)
+    return rendering.render_reader("world", items, keys or [], **options)
 
 
 def test_reader_page_json_ld_survives_markup_in_content() -> None:

@@ -1,0 +1,380 @@
+"""HTML for the reader page, the feed index and the newsroom console: pure functions, no I/O.
+
+Newsroom text only reaches markup through :func:`html.escape` or :func:`script_json`, so a
+headline such as ``<script>`` always shows as text. ``pages.py`` reads the store and calls these.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from html import escape
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import orjson
+
+from shared.models import Item, Urgency
+
+__all__ = [
+    "feed_title",
+    "iso",
+    "layout",
+    "live_blog_json_ld",
+    "masthead",
+    "reader_order",
+    "render_console",
+    "render_index",
+    "render_item",
+    "render_reader",
+    "script_json",
+]
+
+_SCRIPT_UNSAFE = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+_SCRIPT_UNSAFE_RE = re.compile("[<>&\u2028\u2029]")
+
+
+def script_json(value: Any) -> str:
+    """JSON that is safe inside a ``<script>`` element: ``<``, ``>`` and ``&`` become ``\\u003c`` etc.
+
+    Those characters can only occur inside JSON strings, where the escapes mean the same text,
+    so ``</script>`` or ``<!--`` in newsroom content cannot end or alter the element.
+    """
+    text = orjson.dumps(value).decode()
+    return _SCRIPT_UNSAFE_RE.sub(lambda m: _SCRIPT_UNSAFE[m.group()], text)
+
+
+def feed_title(feed: str) -> str:
+    """A feed slug as a title: ``middle-east`` → ``Middle East``."""
+    return " ".join(word[:1].upper() + word[1:] for word in feed.split("-") if word)
+
+
+def safe_link(url: str | None) -> str | None:
+    """``url`` if it is an absolute http(s) address a reader may follow, else None."""
+    if not url:
+        return None
+    parts = urlsplit(url)
+    return url if parts.scheme in ("http", "https") and parts.netloc else None
+
+
+def iso(moment: datetime) -> str:
+    """An instant in ISO 8601 UTC, written as the API writes it (``…Z``)."""
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _clock(moment: datetime, now: datetime) -> str:
+    moment = moment.astimezone(UTC)
+    if moment.date() == now.astimezone(UTC).date():
+        return f"{moment:%H:%M} UTC"
+    return f"{moment.day} {moment:%b}, {moment:%H:%M} UTC"
+
+
+def _time(moment: datetime, now: datetime) -> str:
+    return f'<time datetime="{escape(iso(moment))}">{escape(_clock(moment, now))}</time>'
+
+
+def render_item(item: Item, now: datetime) -> str:
+    """One update as the reader page shows it; ``web/render.js`` builds the same markup."""
+    anchor = f"item-{item.id}"
+    classes = ["item"]
+    badges = []
+    if item.urgency is Urgency.breaking:
+        classes.append("is-breaking")
+        badges.append('<span class="badge badge-breaking">Breaking</span>')
+    if item.pinned:
+        classes.append("is-pinned")
+        badges.append('<span class="badge badge-pinned">Pinned</span>')
+    if item.key_event:
+        classes.append("is-key")
+        badges.append('<span class="badge badge-key">Key event</span>')
+    parts = [
+        f'<article class="{" ".join(classes)}" id="{escape(anchor)}" data-id="{escape(item.id)}"'
+        f' data-version="{item.version}" data-pinned="{int(item.pinned)}" tabindex="-1"'
+        f' aria-labelledby="{escape(anchor)}-h">',
+        '<div class="item-meta">',
+        f'<a class="item-time" href="#{escape(anchor)}" title="Link to this update">'
+        f"{_time(item.published_at, now)}</a>",
+        *badges,
+        "</div>",
+        f'<h3 class="item-headline" id="{escape(anchor)}-h">{escape(item.headline)}</h3>',
+    ]
+    if item.body:
+        parts.append(f'<p class="item-body">{escape(item.body)}</p>')
+    foot = []
+    if item.byline:
+        foot.append(f'<span class="item-byline">{escape(item.byline)}</span>')
+    link = safe_link(item.url)
+    if link is not None:
+        host = urlsplit(link).hostname or link
+        foot.append(
+            f'<a class="item-source" href="{escape(link)}" rel="nofollow noopener noreferrer ugc">'
+            f"Source: {escape(host)}</a>"
+        )
+    if item.tags:
+        tags = "".join(f'<li class="tag">{escape(tag)}</li>' for tag in item.tags)
+        foot.append(f'<ul class="item-tags" aria-label="Tags">{tags}</ul>')
+    if item.version > 1:
+        foot.append(
+            f'<span class="item-updated">Updated {_time(item.updated_at, now)}'
+            f' · v{item.version}</span>'
+        )
+    if foot:
+        parts.append(f'<div class="item-foot">{"".join(foot)}</div>')
+    parts.append("</article>")
+    return "".join(parts)
+
+
+def reader_order(items: Iterable[Item]) -> list[Item]:
+    """Pinned updates first, then newest first: ids are ULIDs, so they sort in publish order."""
+    return sorted(items, key=lambda i: (i.pinned, i.id), reverse=True)
+
+
+def live_blog_json_ld(feed: str, page_url: str, items: Sequence[Item], key_events: Sequence[Item]) -> dict[str, Any]:
+    """The schema.org ``LiveBlogPosting`` for a feed page; updates newest first by publish time."""
+    newest_first = sorted(items, key=lambda i: i.id, reverse=True)
+    known = [*items, *key_events]
+    start = min((i.published_at for i in known), default=None)
+    modified = max((i.updated_at for i in known), default=None)
+    posting: dict[str, Any] = {
+        "@context": "https://schema.org",
+        "@type": "LiveBlogPosting",
+        "@id": page_url,
+        "url": page_url,
+        "headline": f"{feed_title(feed)}: live updates",
+        "description": f"Live updates from the {feed_title(feed)} feed, newest first.",
+        "liveBlogUpdate": [
+            {
+                "@type": "BlogPosting",
+                "@id": f"{page_url}#item-{item.id}",
+                "url": f"{page_url}#item-{item.id}",
+                "headline": item.headline,
+                "articleBody": item.body,
+                "datePublished": iso(item.published_at),
+                "dateModified": iso(item.updated_at),
+                **({"author": {"@type": "Person", "name": item.byline}} if item.byline else {}),
+                **({"keywords": ", ".join(item.tags)} if item.tags else {}),
+            }
+            for item in newest_first
+        ],
+    }
+    if start is not None:
+        posting["coverageStartTime"] = iso(start)
+        posting["datePublished"] = iso(start)
+    if modified is not None:
+        posting["dateModified"] = iso(modified)
+    return posting
+
+
+def layout(title: str, body: str, *, script: str | None, head: str = "", body_class: str = "") -> str:
+    module = f'<script type="module" src="/static/{script}"></script>' if script else ""
+    return (
+        "<!doctype html>\n"
+        '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        '<meta name="color-scheme" content="light dark">\n'
+        f"<title>{escape(title)}</title>\n"
+        '<link rel="icon" href="/static/favicon.svg" type="image/svg+xml">\n'
+        '<link rel="stylesheet" href="/static/style.css">\n'
+        f"{module}{head}</head>\n"
+        f'<body class="{escape(body_class)}">\n{body}\n</body>\n</html>\n'
+    )
+
+
+def masthead(extra: str = "") -> str:
+    return (
+        '<header class="masthead"><div class="masthead-inner">'
+        '<a class="brand" href="/">live<span>feed</span></a>'
+        f"{extra}</div></header>"
+    )
+
+
+def render_reader(
+    feed: str,
+    items: Sequence[Item],
+    key_events: Sequence[Item],
+    *,
+    cursor: str | None,
+    next_before: str | None,
+    page_url: str,
+    now: datetime,
+    older_page: bool = False,
+) -> str:
+    """The reader page of ``feed``: the snapshot's items, its key events, its cursor, its JSON-LD."""
+    title = feed_title(feed)
+    newest = max(items, key=lambda i: i.id, default=None)
+    ordered = reader_order(items)
+    keys = sorted(key_events, key=lambda i: i.id, reverse=True)
+    key_list = "".join(
+        f'<li data-id="{escape(i.id)}" data-version="{i.version}">'
+        f'<a href="#item-{escape(i.id)}">{_time(i.published_at, now)}'
+        f'<span class="key-headline">{escape(i.headline)}</span></a></li>'
+        for i in keys
+    )
+    older = ""
+    if next_before is not None:
+        href = f"/feeds/{quote(feed)}?before={quote(next_before)}"
+        older = f'<a class="load-older" id="load-older" href="{escape(href)}">Load older updates</a>'
+    latest = (
+        f'<p class="dek">Last update {_time(newest.published_at, now)}</p>' if newest is not None else ""
+    )
+    newer_link = (
+        f'<p class="notice"><a href="/feeds/{escape(quote(feed))}">Back to the latest updates</a></p>'
+        if older_page
+        else ""
+    )
+    data = f'data-feed="{escape(feed)}" data-cursor="{escape(cursor or "")}"'
+    data += f' data-next-before="{escape(next_before or "")}"'
+    if older_page:
+        data += ' data-static="1"'
+    body = f"""{masthead('<a class="masthead-link" href="/">All feeds</a>')}
+<a class="skip-link" href="#feed">Skip to the latest updates</a>
+<main class="reader" id="main" {data}>
+<div class="title-block">
+<p class="kicker"><span class="live-dot" aria-hidden="true"></span>\
+<span class="conn" id="conn" role="status" data-state="static">Live</span></p>
+<h1>{escape(title)}: live updates</h1>
+{latest}
+</div>
+<details class="key-events" id="key-events-box" open>
+<summary><h2 id="key-events-title">Key events</h2></summary>
+<ol class="key-list" id="key-events" aria-labelledby="key-events-title">{key_list}</ol>
+<p class="key-empty" id="key-events-empty"{"" if not keys else " hidden"}>No key events yet.</p>
+</details>
+<section class="stream" aria-labelledby="updates-title">
+<h2 class="visually-hidden" id="updates-title">Latest updates</h2>
+{newer_link}
+<p class="notice" id="notice" role="status" hidden></p>
+<button class="new-updates" id="new-updates" type="button" hidden>New updates</button>
+<div class="feed" id="feed" role="feed" aria-labelledby="updates-title" aria-busy="false">
+{"".join(render_item(i, now) for i in ordered)}
+</div>
+<p class="feed-empty" id="feed-empty"{"" if not items else " hidden"}>No updates yet. \
+New updates appear here as the newsroom posts them.</p>
+{older}
+</section>
+</main>
+<div class="visually-hidden" id="announcer" aria-live="polite" aria-atomic="true"></div>
+<footer class="site-footer"><p>Times are shown in your time zone (UTC without JavaScript). \
+Keyboard: <kbd>j</kbd> next update, <kbd>k</kbd> previous update.</p>\
+<p><a href="/newsroom">Newsroom console</a></p></footer>"""
+    json_ld = script_json(live_blog_json_ld(feed, page_url, items, key_events))
+    head = f'<script type="application/ld+json">{json_ld}</script>\n'
+    head += f'<link rel="canonical" href="{escape(page_url)}">\n'
+    head += f'<meta name="description" content="{escape(title)}: live updates, newest first.">\n'
+    return layout(f"{title}: live updates · livefeed", body, script="reader.js", head=head, body_class="page-reader")
+
+
+def render_index(feeds: Sequence[tuple[str, int]], latest: dict[str, Item], now: datetime) -> str:
+    """Every feed with its last change and, for the busiest, its newest headline."""
+    rows = []
+    for feed, updated_ms in feeds:
+        changed = datetime.fromtimestamp(updated_ms / 1000, UTC)
+        item = latest.get(feed)
+        headline = f'<p class="feed-card-latest">{escape(item.headline)}</p>' if item is not None else ""
+        rows.append(
+            f'<li class="feed-card"><a href="/feeds/{escape(quote(feed))}">'
+            f'<span class="feed-card-title">{escape(feed_title(feed))}</span>'
+            f'<span class="feed-card-time">Updated {_time(changed, now)}</span>{headline}</a></li>'
+        )
+    listing = (
+        f'<ul class="feed-cards">{"".join(rows)}</ul>'
+        if rows
+        else '<p class="feed-empty">No feeds yet. A feed appears here with its first update.</p>'
+    )
+    body = f"""{masthead('<a class="masthead-link" href="/newsroom">Newsroom</a>')}
+<main class="index" id="main">
+<h1>Live feeds</h1>
+{listing}
+</main>"""
+    return layout("Live feeds · livefeed", body, script="index.js", body_class="page-index")
+
+
+def render_console() -> str:
+    """The newsroom console's shell; ``web/console.js`` brings it to life once the editor signs in."""
+    head = '<meta name="robots" content="noindex">\n'
+    signout = '<button class="masthead-button" id="signout" type="button" hidden>Sign out</button>'
+    body = masthead('<span class="masthead-label">Newsroom</span>' + signout) + _CONSOLE
+    return layout("Newsroom console · livefeed", body, script="console.js", head=head, body_class="page-console")
+
+
+_CONSOLE = """
+<main class="console" id="main">
+<section class="signin" id="signin-panel" aria-labelledby="signin-title">
+<h1 id="signin-title">Newsroom sign-in</h1>
+<form class="form" id="signin-form">
+<input type="text" name="username" value="newsroom" autocomplete="username" hidden>
+<label for="token">Newsroom token</label>
+<input id="token" name="token" type="password" autocomplete="current-password" spellcheck="false" required>
+<p class="hint">Kept in this browser tab only and sent only to this site.</p>
+<p class="form-error" id="signin-error" role="alert" hidden></p>
+<button class="primary" type="submit">Sign in</button>
+</form>
+</section>
+<div class="desk" id="desk" hidden>
+<section class="composer" aria-labelledby="composer-title">
+<form class="feed-picker" id="feed-form">
+<label for="feed-input">Feed</label>
+<input id="feed-input" name="feed" list="feed-options" pattern="[a-z0-9][a-z0-9\\-]{0,62}" required
+ autocomplete="off" spellcheck="false">
+<datalist id="feed-options"></datalist>
+<button type="submit">Open</button>
+<a id="reader-link" href="/" target="_blank" rel="noopener">Reader page</a>
+</form>
+<h1 id="composer-title">New update</h1>
+<form class="form" id="item-form" novalidate>
+<p class="editing" id="editing" hidden></p>
+<label for="f-headline">Headline</label>
+<input id="f-headline" name="headline" maxlength="300" required aria-describedby="e-headline">
+<p class="field-error" id="e-headline" hidden></p>
+<label for="f-body">Body</label>
+<textarea id="f-body" name="body" rows="4" maxlength="10000" aria-describedby="e-body"></textarea>
+<p class="field-error" id="e-body" hidden></p>
+<div class="row">
+<div>
+<label for="f-tags">Tags</label>
+<input id="f-tags" name="tags" placeholder="politics, budget" autocomplete="off" spellcheck="false"
+ aria-describedby="h-tags e-tags">
+<p class="hint" id="h-tags">Comma-separated: lowercase letters, digits and dashes.</p>
+<p class="field-error" id="e-tags" hidden></p>
+</div>
+<div>
+<label for="f-byline">Byline</label>
+<input id="f-byline" name="byline" maxlength="200" aria-describedby="e-byline">
+<p class="field-error" id="e-byline" hidden></p>
+</div>
+</div>
+<label for="f-url">Source link</label>
+<input id="f-url" name="url" type="url" placeholder="https://" aria-describedby="e-url">
+<p class="field-error" id="e-url" hidden></p>
+<fieldset class="flags">
+<legend>Mark as</legend>
+<label><input type="checkbox" id="f-breaking" name="breaking"> Breaking</label>
+<label><input type="checkbox" id="f-pinned" name="pinned"> Pinned on top</label>
+<label><input type="checkbox" id="f-key" name="key_event"> Key event</label>
+</fieldset>
+<p class="form-error" id="form-error" role="alert" hidden></p>
+<div class="actions">
+<button class="primary" id="submit" type="submit">Publish</button>
+<button id="cancel-edit" type="button" hidden>Cancel edit</button>
+<span class="hint">Ctrl+Enter publishes.</span>
+</div>
+<p class="form-status" id="form-status" role="status"></p>
+</form>
+<section class="preview" aria-labelledby="preview-title">
+<h2 id="preview-title">Preview <span class="hint">as readers will see it</span></h2>
+<div class="feed" id="preview"></div>
+</section>
+</section>
+<section class="console-feed" aria-labelledby="live-title">
+<div class="console-feed-head">
+<h2 id="live-title">Live feed</h2>
+<p class="conn" id="conn" data-state="connecting">Connecting…</p>
+</div>
+<div class="feed" id="feed" aria-busy="false"></div>
+<p class="feed-empty" id="feed-empty">No updates in this feed yet.</p>
+<button class="load-older" id="load-older" type="button" hidden>Load older updates</button>
+</section>
+</div>
+</main>
+"""
