@@ -32,6 +32,7 @@ from .hist import Histogram
 from .httpclient import build_request, http_load
 from .loadgen import ReaderPool, ReaderSpec, WorkerReport, merge
 from .procstat import CpuClock, MachineClock, listening_pid, open_files, rss_bytes
+from .profiling import Profile
 from .publisher import Publisher, PublishResult, Target
 from .systems import PEER_OFFSETS, System, start_peer
 
@@ -74,6 +75,7 @@ class BenchConfig:
     http_tool: str = "auto"
     pids: dict[str, int] = field(default_factory=dict)
     quiet: bool = False
+    profile_dir: Path | None = None
 
 
 def _readers_label(n: int) -> str:
@@ -223,6 +225,8 @@ class Bench:
         wall_start = time.monotonic()
         sent_at = time.time() * 1000.0
         published_box: list[PublishResult] = []
+        profile = self._profile(system.pid, count / rate, f"{system.name}-{kind}-{self.connected}-{rate:g}")
+        await profile.start()
         ticker = asyncio.create_task(self._tick(label, wall_start, count, published_box))
         try:
             published = await self.publisher.run(self._targets(count), rate)
@@ -238,10 +242,13 @@ class Bench:
                 await ticker
         reports = await self.pool.report()
         total, hist = merge(reports)
+        top = await profile.finish()
         gen_cpu = total.cpu_s - gen_before
         span = max(window, (total.last_ms - sent_at) / 1000.0) if total.last_ms else window
         row = self._row(system, kind, rate, published, total, hist, expected, span, fan.cpu_percent,
                         fan.rss_bytes, gen_cpu / (window + drain_s) * 100.0, busy)
+        if top:
+            row["profile"] = top
         self.steps.append(row)
         self.progress.line(
             f"{label} {row['deliveries']:,}/{expected:,} delivered, {row['deliveries_per_s']:,.0f}/s, "
@@ -251,6 +258,11 @@ class Bench:
             final=True,
         )
         return row
+
+    def _profile(self, pid: int | None, seconds: float, name: str) -> Profile:
+        """A py-spy recording for this window when ``--profile`` asked for one (else a no-op)."""
+        directory = self.config.profile_dir
+        return Profile(pid if directory else None, seconds, (directory or Path(".")) / f"{name}.txt")
 
     def _row(
         self, system: System, kind: str, rate: float, published: PublishResult, total: WorkerReport,
@@ -407,18 +419,24 @@ class Bench:
         body = (b'{"headline":"Benchmark item","body":"A short body of a breaking news item, about as long as '
                 b'a real one\'s first line."}')
         feed = "bench-http"
+        if cfg.gateway_port is None:
+            self.notes.append("history GET/s not measured: focused run without the gateway.")
+        else:
+            # History first, on a feed of 20 items, while its consumer is idle: the POST test
+            # below leaves it applying thousands of events for a while.
+            seeded = await self.publisher.run([Target(feed)] * 20, 50.0)
+            if seeded.acked < 20:
+                self.notes.append(f"history GET: only {seeded.acked} of 20 seed items were accepted.")
+            await asyncio.sleep(2.0)
+            history_pid = cfg.pids.get("history") or listening_pid(cfg.gateway_port + (8002 - 8080))
+            self.http["history"] = await self._http_one(
+                "history GET (gateway)", cfg.gateway_port, "GET", f"/v1/feeds/{feed}/items?limit=20", b"", {},
+                history_pid,
+            )
         ingest_pid = cfg.pids.get("ingest") or listening_pid(cfg.ingest_port)
         self.http["ingest"] = await self._http_one(
             "ingest POST", cfg.ingest_port, "POST", f"/v1/feeds/{feed}/items", body,
             {"Authorization": f"Bearer {cfg.token}", "Content-Type": "application/json"}, ingest_pid,
-        )
-        if cfg.gateway_port is None:
-            self.notes.append("history GET/s not measured: focused run without the gateway")
-            return
-        history_pid = cfg.pids.get("history") or listening_pid(cfg.gateway_port + (8002 - 8080))
-        self.http["history"] = await self._http_one(
-            "history GET (gateway)", cfg.gateway_port, "GET", f"/v1/feeds/{feed}/items?limit=20", b"", {},
-            history_pid,
         )
 
     async def _http_one(
@@ -430,6 +448,8 @@ class Bench:
             raise RuntimeError("--http-tool wrk, but wrk is not installed (apt-get install wrk)")
         clock = CpuClock(pid) if pid else None
         machine = MachineClock()
+        profile = self._profile(pid, cfg.http_seconds, label.split()[0] + "-" + method.lower())
+        await profile.start()
         self.progress.line(f"[{label}] {cfg.http_connections} connections for {cfg.http_seconds:g}s "
                            f"({'wrk' if wrk else 'python client'})")
         if wrk:
@@ -450,6 +470,9 @@ class Bench:
                 "errors": loaded.errors,
             }
         sample = clock.sample() if clock else None
+        top = await profile.finish()
+        if top:
+            result["profile"] = top
         result.update(
             connections=cfg.http_connections,
             seconds=cfg.http_seconds,

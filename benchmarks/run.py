@@ -85,6 +85,8 @@ def parser() -> argparse.ArgumentParser:
     out.add_argument("--no-readme", action="store_true",
                      help="do not update README.md (implied when --out is not docs/benchmarks)")
     out.add_argument("--quiet", action="store_true", help="no progress lines")
+    out.add_argument("--profile", type=Path, metavar="DIR",
+                     help="record the server with py-spy during every measured window; raw stacks go to DIR")
     return p
 
 
@@ -192,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
             http_tool=args.http_tool,
             pids=pids,
             quiet=args.quiet,
+            profile_dir=args.profile,
         )
         fanout = livefeed(topology.host, topology.fanout, pids.get("fanout"))
         bench = Bench(config, fanout)
@@ -211,7 +214,8 @@ def main(argv: list[str] | None = None) -> int:
                 "note": "2 cores shared by the system under test, Kafka, Redis, the other services and the "
                         "load generator; other engineers' test stacks may run at the same time.",
             },
-            "config": {k: v for k, v in config.__dict__.items() if k not in ("log_dir", "pids", "token")},
+            "config": {k: v for k, v in config.__dict__.items()
+                       if k not in ("log_dir", "pids", "token", "profile_dir")},
             "connects": bench.connects,
             "steps": bench.steps,
             "http": bench.http,
