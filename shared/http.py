@@ -9,20 +9,23 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Lifespan, Message, Receive, Scope, Send
 
 __all__ = [
     "ApiError",
     "BodySizeLimitMiddleware",
     "JsonResponse",
+    "create_api",
     "error_response",
     "install_docs",
     "install_error_handlers",
+    "serve",
 ]
 
 
@@ -100,6 +103,36 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _on_api_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
+
+
+def create_api(title: str, description: str, lifespan: Lifespan[FastAPI]) -> FastAPI:
+    """A livefeed FastAPI app: the shared error shape, /docs behind the gateway, /healthz."""
+    app = FastAPI(
+        title=title,
+        version="1",
+        description=description,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        servers=[{"url": "/", "description": "the gateway"}],
+    )
+    install_error_handlers(app)
+    install_docs(app)
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app
+
+
+def serve(app: ASGIApp, host: str, port: int) -> None:
+    """Run ``app`` under uvicorn on uvloop; logs stay ours (JSON), one access line per request.
+
+    Forwarded headers are trusted from the gateway (FORWARDED_ALLOW_IPS, default 127.0.0.1).
+    """
+    uvicorn.run(app, host=host, port=port, loop="uvloop", http="httptools", log_config=None,
+                access_log=False, proxy_headers=True)
 
 
 def install_docs(app: FastAPI) -> None:

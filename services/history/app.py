@@ -18,7 +18,7 @@ import orjson
 from fastapi import FastAPI, Path, Query, Request, Response
 
 from shared.cursor import Cursor, CursorError
-from shared.http import ApiError, install_docs, install_error_handlers
+from shared.http import ApiError, create_api
 from shared.kafka import read_topic_epoch, wait_for_kafka
 from shared.logs import RequestIdMiddleware
 from shared.models import FEED_PATTERN, Item
@@ -83,17 +83,9 @@ def create_app(settings: HistorySettings | None = None) -> FastAPI:
                 await task
             await redis.aclose()
 
-    app = FastAPI(
-        title="livefeed history",
-        version="1",
-        description="Read each feed's current items, newest first, with cursor pagination.",
-        lifespan=lifespan,
-        docs_url=None,
-        redoc_url=None,
-        servers=[{"url": "/", "description": "the gateway"}],
+    app = create_api(
+        "livefeed history", "Read each feed's current items, newest first, with cursor pagination.", lifespan
     )
-    install_error_handlers(app)
-    install_docs(app)
 
     @app.get("/v1/feeds", summary="List feeds")
     async def list_feeds(request: Request) -> Response:
@@ -151,10 +143,6 @@ def create_app(settings: HistorySettings | None = None) -> FastAPI:
             raise ApiError(410, "retracted", "The newsroom retracted this item.",
                            fields=[{"field": "id", "message": "retracted"}])
         return _json(stored.item_json)
-
-    @app.get("/healthz", include_in_schema=False)
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
 
     @app.get("/readyz", summary="Readiness")
     async def readyz(request: Request) -> Response:

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import uvicorn
-
+from shared.http import serve
 from shared.logs import configure_logging
 from shared.settings import HistorySettings
 
@@ -13,15 +12,7 @@ from .app import create_app
 def main() -> None:
     settings = HistorySettings()
     configure_logging("history", settings.log_level)
-    uvicorn.run(
-        create_app(settings),
-        host=settings.history_host,
-        port=settings.history_port,
-        loop="uvloop",
-        http="httptools",
-        log_config=None,
-        access_log=False,
-    )
+    serve(create_app(settings), settings.history_host, settings.history_port)
 
 
 if __name__ == "__main__":

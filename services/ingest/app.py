@@ -22,7 +22,7 @@ from aiokafka.errors import KafkaError
 from fastapi import APIRouter, Depends, FastAPI, Header, Path, Request, Response
 
 from shared.cursor import Cursor
-from shared.http import ApiError, BodySizeLimitMiddleware, install_docs, install_error_handlers
+from shared.http import ApiError, BodySizeLimitMiddleware, create_api
 from shared.kafka import make_producer, topic_epoch, wait_for_kafka
 from shared.logs import RequestIdMiddleware
 from shared.models import FEED_PATTERN, Item, ItemCreate, ItemUpdate
@@ -317,27 +317,17 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
             await producer.stop()
             await redis.aclose()
 
-    app = FastAPI(
-        title="livefeed ingest",
-        version="1",
-        description="The newsroom's write API: publish, edit, pin and retract items. Every write needs a bearer token.",
-        lifespan=lifespan,
-        docs_url=None,
-        redoc_url=None,
-        servers=[{"url": "/", "description": "the gateway"}],
+    app = create_api(
+        "livefeed ingest",
+        "The newsroom's write API: publish, edit, pin and retract items. Every write needs a bearer token.",
+        lifespan,
     )
-    install_error_handlers(app)
-    install_docs(app)
     app.include_router(router)
 
     @app.post("/v1/tokens/check", status_code=204, summary="Check a newsroom token", tags=["tokens"])
     async def check_token(caller: Writer) -> Response:
         """204 if the bearer token may write, 401 if not: lets a tool sign in without writing."""
         return Response(status_code=204)
-
-    @app.get("/healthz", include_in_schema=False)
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
 
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=MAX_REQUEST_BYTES)
     app.add_middleware(RequestIdMiddleware)

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import uvicorn
-
+from shared.http import serve
 from shared.logs import configure_logging
 from shared.settings import IngestSettings
 
@@ -13,17 +12,7 @@ from .app import create_app
 def main() -> None:
     settings = IngestSettings()
     configure_logging("ingest", settings.log_level)
-    uvicorn.run(
-        create_app(settings),
-        host=settings.ingest_host,
-        port=settings.ingest_port,
-        loop="uvloop",
-        http="httptools",
-        log_config=None,
-        access_log=False,
-        proxy_headers=True,
-        forwarded_allow_ips="127.0.0.1",
-    )
+    serve(create_app(settings), settings.ingest_host, settings.ingest_port)
 
 
 if __name__ == "__main__":

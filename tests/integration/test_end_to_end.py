@@ -133,3 +133,18 @@ async def test_stream_refuses_foreign_origins_and_bad_requests(ws_url: str, orig
             assert exc.response.status_code == status
         else:
             raise AssertionError(f"{url} was accepted")
+
+
+async def test_the_openapi_pages_work_behind_the_gateway(base_url: str) -> None:
+    async with httpx.AsyncClient(base_url=base_url, timeout=10) as client:
+        for service, path in (("ingest", "/v1/feeds/{feed}/items"), ("history", "/v1/feeds/{feed}/key-events")):
+            page = await client.get(f"/api/{service}/docs")
+            assert page.status_code == 200 and "openapi.json" in page.text
+            spec = (await client.get(f"/api/{service}/openapi.json")).json()
+            assert path in spec["paths"]
+
+
+async def test_every_answer_carries_a_request_id(api: httpx.AsyncClient, feed: str) -> None:
+    response = await api.get(f"/v1/feeds/{feed}/items", headers={"X-Request-ID": "ignored-by-the-gateway"})
+    assert len(response.headers["x-request-id"]) == 32
+    assert response.headers["x-request-id"] != "ignored-by-the-gateway"

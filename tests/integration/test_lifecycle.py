@@ -63,9 +63,10 @@ async def test_retraction_removes_the_item_and_leaves_a_410(
     api: httpx.AsyncClient, ws_url: str, origin: str, feed: str
 ) -> None:
     keep = (await post(api, feed, headline="keep"))["item"]
-    gone = (await post(api, feed, headline="gone", tags=["t"], key_event=True))["item"]
-    assert isinstance(gone, dict) and isinstance(keep, dict)
-    ws = await open_stream(ws_url, feed, origin)
+    posted = await post(api, feed, headline="gone", tags=["t"], key_event=True)
+    gone = posted["item"]
+    assert isinstance(gone, dict) and isinstance(keep, dict) and isinstance(posted["cursor"], str)
+    ws = await open_stream(ws_url, feed, origin, since=posted["cursor"])
     try:
         await next_message(ws)
         response = await api.delete(f"/v1/feeds/{feed}/items/{gone['id']}")
