@@ -641,7 +641,7 @@ BROKEN: list[tuple[str, str, Callable[[Project], object], str]] = [
      "NGINX_ENVSUBST_FILTER is unset"),
     ("gateway", "filter that catches nginx variables",
      lambda p: _edit_compose(p, lambda d: _env(d, "gateway").update(NGINX_ENVSUBST_FILTER=".")),
-     "would substitute $host"),
+     "would substitute $http_host"),
 ]
 
 
