@@ -31,10 +31,10 @@ if [ ! -x .venv/bin/python ]; then
   step "creating .venv"
   python3 -m venv .venv
 fi
-if ! .venv/bin/python -c "import shared, services, aiokafka, pytest, playwright" 2>/dev/null \
+if ! .venv/bin/python -c "import shared, services, aiokafka, pytest, playwright, socketio, matplotlib" 2>/dev/null \
    || [ pyproject.toml -nt .venv/.installed ]; then
   step "installing Python packages into .venv"
-  .venv/bin/pip install -q --disable-pip-version-check -e ".[dev]"
+  .venv/bin/pip install -q --disable-pip-version-check -e ".[dev,bench]"
   touch .venv/.installed
 fi
 

@@ -1,0 +1,54 @@
+"""The request dependencies of ingest's routes, as type aliases: who writes, to what, how."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Header, Path, Request
+
+from shared.http import ApiError
+from shared.models import FEED_PATTERN
+
+from .publisher import Ingest
+
+__all__ = ["Feed", "IdempotencyKey", "IfMatch", "IngestDep", "ItemId", "Writer"]
+
+
+def _ingest(request: Request) -> Ingest:
+    ingest: Ingest = request.app.state.ingest
+    return ingest
+
+
+IngestDep = Annotated[Ingest, Depends(_ingest)]
+
+
+def _writer(request: Request, ingest: IngestDep) -> str:
+    caller = ingest.tokens.identify(request.headers.get("authorization"))
+    if caller is None:
+        raise ApiError(
+            401,
+            "unauthorized",
+            "Writes need a newsroom token: send 'Authorization: Bearer <token>'.",
+            fields=[{"field": "Authorization", "message": "missing or unknown bearer token"}],
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    wait = ingest.limiter.allow(caller)
+    if wait > 0:
+        raise ApiError(
+            429,
+            "rate_limited",
+            f"Too many writes for this token; retry in {wait:.2f}s.",
+            headers={"Retry-After": str(max(1, round(wait)))},
+        )
+    return caller
+
+
+Writer = Annotated[str, Depends(_writer)]
+Feed = Annotated[str, Path(pattern=FEED_PATTERN, description="Feed slug, e.g. `ukraine`.")]
+ItemId = Annotated[str, Path(pattern=r"^[0-9a-z]{26}$", description="Item id (a ULID).")]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(alias="Idempotency-Key", max_length=128, pattern=r"^[\x21-\x7e]+$",
+           description="Makes a retry safe: the same key and body return the first answer."),
+]
+IfMatch = Annotated[str | None, Header(alias="If-Match", max_length=32, description="Expected item version.")]
