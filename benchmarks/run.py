@@ -69,12 +69,16 @@ def parser() -> argparse.ArgumentParser:
     load.add_argument("--start-dps", type=float, default=10_000.0,
                       help="deliveries/s the first rate step aims at (10000)")
     load.add_argument("--max-rate", type=float, default=400.0, help="highest publish rate, items/s (400)")
-    load.add_argument("--p99-bound-ms", type=float, default=50.0,
-                      help="p99 a step must keep to count: the 'equal p99' of the comparison (50)")
+    load.add_argument("--p99-bounds-ms", type=lambda t: [float(v) for v in _list(t)],
+                      default=[100.0, 250.0, 500.0, 1000.0],
+                      help="the 'equal p99' bounds the peers are compared at; the ladder climbs while a step "
+                           "stays within the largest (100,250,500,1000)")
     load.add_argument("--latency-readers", type=int, default=10_000)
     load.add_argument("--latency-rate", type=float, default=10.0)
     load.add_argument("--latency-seconds", type=float, default=10.0)
     load.add_argument("--burst", type=int, default=50, help="items in the one-second burst (50)")
+    load.add_argument("--throughput-rates", type=lambda t: [float(v) for v in _list(t)], default=[20.0, 40.0, 80.0],
+                      help="after the latency steps, livefeed at these items/s until it stops keeping up (20,40,80)")
     load.add_argument("--per-process", type=int, default=5_000, help="readers per load-generator process (5000)")
     load.add_argument("--sources", type=int, default=8, help="127.0.0.x source addresses to spread readers over (8)")
     load.add_argument("--http-seconds", type=float, default=10.0)
@@ -182,11 +186,12 @@ def main(argv: list[str] | None = None) -> int:
             max_steps=args.max_steps,
             start_dps=args.start_dps,
             max_rate=args.max_rate,
-            p99_bound_ms=args.p99_bound_ms,
+            p99_bounds_ms=args.p99_bounds_ms,
             latency_readers=args.latency_readers,
             latency_rate=args.latency_rate,
             latency_s=args.latency_seconds,
             burst_items=args.burst,
+            throughput_rates=args.throughput_rates,
             per_process=args.per_process,
             sources=args.sources,
             http_seconds=args.http_seconds,
