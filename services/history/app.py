@@ -106,31 +106,21 @@ def create_app(settings: HistorySettings | None = None) -> FastAPI:
         ``cursor`` is the feed position the answer reflects: open the stream with
         ``since=<cursor>`` to continue live. Page back with ``before=<next_before>``.
         """
-        store = _store(request)
-        before_offset = _before(before, request.app.state.epoch)
-        head = await store.head(feed)
-        items = await store.items(feed, limit=limit, before=before_offset, tag=tag)
-        return _json(_page(feed, head, items, limit, request.app.state.epoch))
+        return await _listing(request, feed, limit, before=_before(before, request.app.state.epoch), tag=tag)
 
     @app.get("/v1/feeds/{feed}/key-events", summary="List a feed's key events")
     async def key_events(
         request: Request, feed: Feed, limit: Annotated[int, Query(ge=1, le=1000)] = 200
     ) -> Response:
         """Items marked as key events, newest first, however far back (within the age limit)."""
-        store = _store(request)
-        head = await store.head(feed)
-        items = await store.items(feed, limit=limit, key_events=True)
-        return _json(_page(feed, head, items, limit, request.app.state.epoch))
+        return await _listing(request, feed, limit, key_events=True)
 
     @app.get("/v1/feeds/{feed}/pinned", summary="List a feed's pinned items")
     async def pinned_items(
         request: Request, feed: Feed, limit: Annotated[int, Query(ge=1, le=1000)] = 50
     ) -> Response:
         """Pinned items, newest first, however far back (within the age limit): readers show them on top."""
-        store = _store(request)
-        head = await store.head(feed)
-        items = await store.items(feed, limit=limit, pinned=True)
-        return _json(_page(feed, head, items, limit, request.app.state.epoch))
+        return await _listing(request, feed, limit, pinned=True)
 
     @app.get("/v1/feeds/{feed}/items/{item_id}", response_model=Item, summary="Get one item")
     async def get_item(request: Request, feed: Feed, item_id: ItemId) -> Response:
@@ -157,6 +147,17 @@ def create_app(settings: HistorySettings | None = None) -> FastAPI:
     app.mount("/static", pages.static_files(), name="static")
     app.add_middleware(RequestIdMiddleware)
     return app
+
+
+async def _listing(
+    request: Request, feed: str, limit: int, *, before: int | None = None, tag: str | None = None,
+    key_events: bool = False, pinned: bool = False,
+) -> Response:
+    """A list answer: the head first, then the items, so every event up to the head is in them."""
+    store = _store(request)
+    head = await store.head(feed)
+    items = await store.items(feed, limit=limit, before=before, tag=tag, key_events=key_events, pinned=pinned)
+    return _json(_page(feed, head, items, limit, request.app.state.epoch))
 
 
 def _before(before: str | None, epoch: str) -> int | None:
