@@ -1,7 +1,7 @@
 """The benchmark's scenarios: connect readers, publish, measure; every loop bounded in count and time.
 
-* ``broadcast``: for each system and each subscriber count, a ladder of publish rates (doubling
-  while the step keeps every delivery with p99 within the largest bound, then one bisection);
+* ``broadcast``: for each system and each subscriber count, a ladder of publish rates (x1.5 a step
+  while the step keeps every delivery with p99 within the largest bound, then bisection);
   the report reads each system's best deliveries/s within each p99 bound (100, 250, 500 and
   1000 ms by default) from those steps: that is the "equal p99" comparison. Readers are
   connected once per count and reused by every rate step; connecting records the connect rate
@@ -58,7 +58,8 @@ class BenchConfig:
     feeds: int = 1
     tag_filters: int = 0
     step_s: float = 4.0
-    max_steps: int = 7
+    max_steps: int = 10
+    ladder_factor: float = 1.5
     start_dps: float = 10_000.0
     max_rate: float = 400.0
     max_dps: float = 600_000.0
@@ -354,15 +355,15 @@ class Bench:
             else:
                 bad = rate
             if bad is None:
-                if rate >= cfg.max_rate or rate * 2 * per_post > cfg.max_dps:
+                if rate >= cfg.max_rate or rate * cfg.ladder_factor * per_post > cfg.max_dps:
                     break
-                rate = min(rate * 2, cfg.max_rate)
+                rate = min(rate * cfg.ladder_factor, cfg.max_rate)
             elif good is None:
                 if rate <= 0.5:
                     break
-                rate = max(rate / 2, 0.5)
+                rate = max(rate / cfg.ladder_factor, 0.5)
             else:
-                if bad / good < 1.3:
+                if bad / good < 1.2:
                     break
                 rate = math.sqrt(good * bad)
 

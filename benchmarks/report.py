@@ -107,9 +107,9 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
                         f"lowest at {low['readers']:,} readers, p99 <= {low['bound_ms']:g} ms "
                         f"({low['livefeed']:,.0f} vs {low['peer']:,.0f}/s)")
             if only_livefeed:
-                measured += f"; at {len(only_livefeed)} more points only livefeed met the bound"
+                measured += f"; at {len(only_livefeed)} more point(s) only livefeed met the bound"
         elif only_livefeed:
-            measured = f"only livefeed met a bound, at {len(only_livefeed)} (readers, p99 bound) points"
+            measured = f"only livefeed met a bound, at {len(only_livefeed)} (readers, p99 bound) point(s)"
         add(f"vs {SYSTEM_LABEL[peer]}", f">= {factor:g}x at equal p99", measured,
             None if measured is None else (low is None or low["ratio"] >= factor))
     latency = next((s for s in steps if s["kind"] == "latency"), None)

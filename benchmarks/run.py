@@ -65,7 +65,8 @@ def parser() -> argparse.ArgumentParser:
     load.add_argument("--tag-filters", type=int, default=0,
                       help="readers cycle through no filter and tags=t0..t{N-1}; posts carry one of them (0)")
     load.add_argument("--step-seconds", type=float, default=4.0, help="publishing time of each rate step (4)")
-    load.add_argument("--max-steps", type=int, default=7, help="rate steps per system and subscriber count (7)")
+    load.add_argument("--max-steps", type=int, default=10, help="rate steps per system and subscriber count (10)")
+    load.add_argument("--ladder-factor", type=float, default=1.5, help="rate multiplier between ladder steps (1.5)")
     load.add_argument("--start-dps", type=float, default=10_000.0,
                       help="deliveries/s the first rate step aims at (10000)")
     load.add_argument("--max-rate", type=float, default=400.0, help="highest publish rate, items/s (400)")
@@ -184,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
             tag_filters=args.tag_filters,
             step_s=args.step_seconds,
             max_steps=args.max_steps,
+            ladder_factor=args.ladder_factor,
             start_dps=args.start_dps,
             max_rate=args.max_rate,
             p99_bounds_ms=args.p99_bounds_ms,
