@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -42,6 +42,7 @@ class Ingest:
     tokens: TokenCheck
     limiter: RateLimiter
     epoch: str
+    known_feeds: set[str] = field(default_factory=set)
 
     async def send(self, event: Event) -> Cursor:
         """Publish ``event``; return its cursor once Kafka has it, or raise a 503.
@@ -81,6 +82,18 @@ class Ingest:
             log.warning("write-through to redis failed; history will apply it from kafka", exc_info=True)
         return cursor
 
+
+    async def feed_allowed(self, feed: str) -> bool:
+        """Whether a post may go to ``feed``: it exists, or there is room for one more feed.
+
+        Feeds seen here are remembered, so a post to a known feed costs no Redis round trip.
+        """
+        if feed in self.known_feeds:
+            return True
+        if await self.store.has_feed(feed) or await self.store.feed_count() < self.settings.max_feeds:
+            self.known_feeds.add(feed)
+            return True
+        return False
 
     async def _kafka_reachable(self) -> bool:
         client = self.producer.client

@@ -102,7 +102,7 @@ async def publish_item(
     feed: Feed, create: ItemCreate, ingest: IngestDep, caller: Writer, idempotency_key: IdempotencyKey = None
 ) -> Response:
     """Publish a new item to ``feed`` (created on first post). 201 once Kafka has the event."""
-    if not await ingest.store.has_feed(feed) and await ingest.store.feed_count() >= ingest.settings.max_feeds:
+    if not await ingest.feed_allowed(feed):
         raise ApiError(422, "too_many_feeds", f"livefeed holds at most {ingest.settings.max_feeds} feeds.",
                        fields=[{"field": "feed", "message": "feed limit reached"}])
     now = lifecycle.now_utc()
