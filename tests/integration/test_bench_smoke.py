@@ -62,4 +62,6 @@ def test_a_short_benchmark_connects_readers_counts_deliveries_and_writes_results
 
     assert results["http"]["ingest"]["requests"] > 0
     assert results["http"]["history"]["requests"] > 0
-    assert {t["target"] for t in results["targets"]} >= {"readers on one fanout", "deliveries/s from one fanout"}
+    names = {t["target"] for t in results["targets"]}
+    assert "readers on one fanout" in names
+    assert any(name.startswith("deliveries/s from one fanout") for name in names)
