@@ -1,0 +1,7 @@
+"""livefeed's fan-out benchmark (issue 6): ``python -m benchmarks.run`` or ``livefeed bench``.
+
+``run`` is the command line; ``bench`` the scenarios; ``loadgen`` the reader processes;
+``publisher`` and ``httpclient`` the newsroom side and HTTP load; ``systems`` and ``peers/`` the
+systems measured side by side; ``report`` the JSON, markdown, plots and README section;
+``procstat``, ``hist`` and ``profiling`` the measuring tools.
+"""
