@@ -1,6 +1,7 @@
 """``python -m benchmarks.run`` (``livefeed bench``): the fan-out benchmark against its peers, in one run.
 
-It starts the real stack on its own ports (the defaults plus ``--shift``, 40000 unless told)
+It starts the real stack on its own ports (the defaults plus ``--shift``, 20000 unless told:
+below the kernel's ephemeral port range, so no outgoing connection can take one of its ports)
 in its own run directory, or measures a running one (``--url`` of its gateway: the other ports
 are the gateway's shift from the defaults), then runs the scenarios (``benchmarks.bench``) and
 writes JSON, markdown and PNG plots to ``--out`` (docs/benchmarks/ by default, which also
@@ -49,7 +50,7 @@ def parser() -> argparse.ArgumentParser:
     where = p.add_argument_group("what to measure")
     where.add_argument("--url", help="gateway URL of a running stack to measure instead of starting one")
     where.add_argument("--token", help=f"newsroom token for posts (default: the stack's, {DEMO_TOKEN!r})")
-    where.add_argument("--shift", type=int, default=40_000, help="port shift of the stack this starts (40000)")
+    where.add_argument("--shift", type=int, default=20_000, help="port shift of the stack this starts (20000)")
     where.add_argument("--focus", choices=["full", "fanout"], default="full",
                        help="full: the whole stack; fanout: only Kafka, Redis, ingest and fanout")
     where.add_argument("--run-dir", type=Path, help="run directory of the started stack (default: a fresh temp dir)")

@@ -16,6 +16,7 @@ command -v mvn >/dev/null || packages+=(maven)
 if [ "${1:-}" = "--test" ]; then
   command -v chromium >/dev/null || packages+=(chromium)
   command -v docker-compose >/dev/null || packages+=(docker-compose)
+  command -v wrk >/dev/null || packages+=(wrk)
 fi
 if [ ${#packages[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then

@@ -129,6 +129,25 @@ return applied
 """
 
 
+_PAGE = """
+local prefix, feed, index, top, limit = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
+local out = {redis.call('GET', prefix .. 'head:' .. feed)}
+local ids = redis.call('ZRANGE', index, top, '-inf', 'BYSCORE', 'REV', 'LIMIT', 0, limit)
+for _, id in ipairs(ids) do
+  local row = redis.call('HMGET', prefix .. 'item:' .. feed .. ':' .. id, 'item', 'version', 'status', 'seq', 'cursor')
+  if not row[1] then
+    redis.call('ZREM', index, id)
+  elseif row[3] == 'published' then
+    table.insert(out, row[1])
+    table.insert(out, row[2])
+    table.insert(out, row[4])
+    table.insert(out, row[5])
+  end
+end
+return out
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class StoredItem:
     """An item as Redis holds it: its JSON, unparsed, and where it stands in the feed."""
@@ -151,6 +170,7 @@ class ItemStore:
         self.max_items = max_items
         self.max_age_s = max_age_s
         self._apply = redis.register_script(_APPLY)
+        self._page = redis.register_script(_PAGE)
 
     async def apply(self, event: Event, cursor: Cursor, *, watermark: bool = False) -> int:
         """Store ``event`` at ``cursor`` unless a newer version is there.
@@ -197,14 +217,7 @@ class ItemStore:
         ``key_events`` and ``pinned`` read those items alone, however far back they are
         (they outlive the per-feed item limit, not the age limit).
         """
-        if key_events:
-            index = f"{PREFIX}keyev:{feed}"
-        elif pinned:
-            index = f"{PREFIX}pinned:{feed}"
-        elif tag is not None:
-            index = f"{PREFIX}tag:{feed}:{tag}"
-        else:
-            index = f"{PREFIX}list:{feed}"
+        index = self._index(feed, tag=tag, key_events=key_events, pinned=pinned)
         top: str | int = "+inf" if before is None else f"({before}"
         ids: list[Any] = await self.redis.zrange(index, top, "-inf", desc=True, byscore=True, offset=0, num=limit)
         if not ids:
@@ -227,6 +240,35 @@ class ItemStore:
         if expired:
             await self.redis.zrem(index, *expired)
         return items
+
+    async def page(
+        self, feed: str, *, limit: int, before: int | None = None, tag: str | None = None,
+        key_events: bool = False, pinned: bool = False,
+    ) -> tuple[Cursor | None, list[StoredItem]]:
+        """The feed's head and its items as :meth:`items` selects them, in one atomic round trip.
+
+        Every event up to the head is reflected in the items (the head is read in the same step).
+        """
+        top = "+inf" if before is None else f"({before}"
+        rows: list[Any] = await self._page(
+            args=[PREFIX, feed, self._index(feed, tag=tag, key_events=key_events, pinned=pinned), top, limit]
+        )
+        head = None if not rows[0] else Cursor.parse(rows[0].decode())
+        items = [
+            StoredItem(rows[i], int(rows[i + 1]), "published", int(rows[i + 2]), Cursor.parse(rows[i + 3].decode()))
+            for i in range(1, len(rows), 4)
+        ]
+        return head, items
+
+    @staticmethod
+    def _index(feed: str, *, tag: str | None, key_events: bool, pinned: bool) -> str:
+        if key_events:
+            return f"{PREFIX}keyev:{feed}"
+        if pinned:
+            return f"{PREFIX}pinned:{feed}"
+        if tag is not None:
+            return f"{PREFIX}tag:{feed}:{tag}"
+        return f"{PREFIX}list:{feed}"
 
     async def feeds(self) -> list[tuple[str, int]]:
         """Every live feed with the time of its last change (ms since the epoch), newest first."""

@@ -154,9 +154,9 @@ async def _listing(
     key_events: bool = False, pinned: bool = False,
 ) -> Response:
     """A list answer: the head first, then the items, so every event up to the head is in them."""
-    store = _store(request)
-    head = await store.head(feed)
-    items = await store.items(feed, limit=limit, before=before, tag=tag, key_events=key_events, pinned=pinned)
+    head, items = await _store(request).page(
+        feed, limit=limit, before=before, tag=tag, key_events=key_events, pinned=pinned
+    )
     return _json(_page(feed, head, items, limit, request.app.state.epoch))
 
 

@@ -14,7 +14,7 @@ from .publisher import Ingest
 __all__ = ["Feed", "IdempotencyKey", "IfMatch", "IngestDep", "ItemId", "Writer"]
 
 
-def _ingest(request: Request) -> Ingest:
+async def _ingest(request: Request) -> Ingest:
     ingest: Ingest = request.app.state.ingest
     return ingest
 
@@ -22,7 +22,7 @@ def _ingest(request: Request) -> Ingest:
 IngestDep = Annotated[Ingest, Depends(_ingest)]
 
 
-def _writer(request: Request, ingest: IngestDep) -> str:
+async def _writer(request: Request, ingest: IngestDep) -> str:
     caller = ingest.tokens.identify(request.headers.get("authorization"))
     if caller is None:
         raise ApiError(
