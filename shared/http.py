@@ -105,6 +105,9 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
 
 
+KEEP_ALIVE_S = 75
+
+
 def create_api(title: str, description: str, lifespan: Lifespan[FastAPI]) -> FastAPI:
     """A livefeed FastAPI app: the shared error shape, /docs behind the gateway, /healthz."""
     app = FastAPI(
@@ -130,9 +133,12 @@ def serve(app: ASGIApp, host: str, port: int) -> None:
     """Run ``app`` under uvicorn on uvloop; logs stay ours (JSON), one access line per request.
 
     Forwarded headers are trusted from the gateway (FORWARDED_ALLOW_IPS, default 127.0.0.1).
+    Idle keep-alive connections stay open for ``KEEP_ALIVE_S``, longer than the gateway keeps
+    them (60 s): if uvicorn closed first (its default is 5 s), nginx could send a request down a
+    connection at the instant it closes and answer a POST with 502, since it never retries one.
     """
     uvicorn.run(app, host=host, port=port, loop="uvloop", http="httptools", log_config=None,
-                access_log=False, proxy_headers=True)
+                access_log=False, proxy_headers=True, timeout_keep_alive=KEEP_ALIVE_S)
 
 
 def install_docs(app: FastAPI) -> None:
