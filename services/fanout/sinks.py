@@ -23,11 +23,16 @@ from websockets.protocol import State
 
 from shared.wire import heartbeat_message
 
-from .streams import Encoded, ws_text_frame
+from .streams import Encoded, sse_chunk, ws_text_frame
 
 __all__ = ["SseSink", "WsSink", "deliver_coalesced"]
 
 log = logging.getLogger("livefeed.fanout")
+
+RESET_CLOSE_CODE = 4000
+"""The WebSocket close code that tells a reader to reload history before resuming."""
+
+_closing: set[asyncio.Task[None]] = set()
 
 _WS_HEARTBEAT = ws_text_frame(heartbeat_message())
 _SSE_HEARTBEAT = b": heartbeat\n\n"
@@ -64,6 +69,13 @@ class WsSink:
             return
         self.transport.write(frame)
 
+    def reset(self, message: bytes) -> None:
+        """Tell the reader to reload history, then close with the reset code."""
+        self.write(ws_text_frame(message))
+        task = asyncio.get_running_loop().create_task(self.conn.close(RESET_CLOSE_CODE, "reset: reload history"))
+        _closing.add(task)
+        task.add_done_callback(_closing.discard)
+
     def drop(self) -> None:
         WsSink.dropped += 1
         log.warning("dropping a slow websocket reader", extra={"pending": self.transport.get_write_buffer_size()})
@@ -91,6 +103,11 @@ class SseSink:
 
     def heartbeat(self) -> None:
         self.write(_SSE_HEARTBEAT)
+
+    def reset(self, message: bytes) -> None:
+        """Tell the reader to reload history, then end the stream."""
+        self.write(sse_chunk(message, event="reset"))
+        self.transport.close()
 
     def write(self, chunk: bytes) -> None:
         if self.transport.is_closing():

@@ -134,3 +134,81 @@ def test_each_event_is_encoded_once_for_all_readers() -> None:
     assert len(delivery.recipients) == 100
     assert delivery.message.ws() is delivery.message.ws()
     assert orjson.loads(delivery.message.message)["cursor"] == f"{EPOCH}.0.0"
+
+
+def versioned(feed: str, n: int, version: int, kind: EventType, headline: str = "") -> Event:
+    item: dict[str, Any] = {"id": f"{n:026d}", "feed": feed, "version": version, "status": "published",
+                            "headline": headline or f"h{n}v{version}", "tags": []}
+    if kind is EventType.retracted:
+        item = {"id": item["id"], "feed": feed, "version": version, "status": "retracted"}
+    return Event(kind, feed, item, 0.0)
+
+
+def test_a_resume_never_replays_the_text_of_a_retracted_item() -> None:
+    hub = Hub(EPOCH, partition_of=lambda _: 0, buffer=10)
+    hub.start_partition(0, 0)
+    hub.publish(0, 0, versioned("a", 1, 1, EventType.published, "secret"))
+    hub.publish(0, 1, versioned("a", 1, 2, EventType.updated, "still secret"))
+    hub.publish(0, 2, versioned("a", 2, 1, EventType.published, "kept"))
+    hub.publish(0, 3, versioned("a", 1, 3, EventType.retracted))
+    _, replay, _ = hub.subscribe("a", Cursor(EPOCH, 0, -1), None, "s")
+    assert b"secret" not in b"".join(m.message for m in replay)
+    assert [orjson.loads(m.message)["item"]["version"] for m in replay] == [1, 3]
+    assert [m.cursor.offset for m in replay if m.cursor] == [2, 3]
+
+
+def test_a_repeated_or_older_version_reaches_no_reader() -> None:
+    hub = Hub(EPOCH, partition_of=lambda _: 0, buffer=10)
+    hub.start_partition(0, 0)
+    sub, _, _ = hub.subscribe("a", None, None, "s")
+    assert hub.publish(0, 0, versioned("a", 1, 1, EventType.published)).recipients == [sub]
+    assert hub.publish(0, 1, versioned("a", 1, 2, EventType.updated)).recipients == [sub]
+    assert hub.publish(0, 2, versioned("a", 1, 1, EventType.published)).recipients == []
+    _, replay, position = hub.subscribe("a", Cursor(EPOCH, 0, -1), None, "t")
+    assert [m.cursor.offset for m in replay if m.cursor] == [0, 1]
+    assert position == Cursor(EPOCH, 0, -1)
+    assert hub.subscribe("a", None, None, "u")[2] == Cursor(EPOCH, 0, 2)
+
+
+def test_a_quiet_feed_resumes_from_a_cursor_its_partition_has_passed() -> None:
+    hub = Hub(EPOCH, partition_of=lambda _: 0, buffer=3)
+    hub.start_partition(0, 100)
+    for offset in range(100, 120):
+        hub.publish(0, offset, event("busy", offset))
+    sub, replay, _ = hub.subscribe("quiet", Cursor(EPOCH, 0, 115), None, "q")
+    assert replay == []
+    assert sub in hub.publish(0, 120, event("quiet", 120)).recipients
+    hub.publish(0, 121, event("quiet", 121))
+    for offset in range(122, 140):
+        hub.publish(0, offset, event("busy", offset))
+    late, replay, _ = hub.subscribe("quiet", Cursor(EPOCH, 0, 135), None, "late")
+    assert replay == []
+    assert late in hub.publish(0, 140, event("quiet", 140)).recipients
+
+
+def test_a_cursor_ahead_of_kafka_is_reset_after_the_grace_period() -> None:
+    hub = Hub(EPOCH, partition_of=lambda _: 0, buffer=10)
+    hub.start_partition(0, 0)
+    hub.publish(0, 0, event("a", 0))
+    hub.note_end(0, 1)
+    ahead, _, _ = hub.subscribe("a", Cursor(EPOCH, 0, 5_000), None, "ahead", now=10.0)
+    quiet, _, _ = hub.subscribe("b", Cursor(EPOCH, 0, 0), None, "quiet", now=10.0)
+    lagging, _, _ = hub.subscribe("a", Cursor(EPOCH, 0, 3), None, "lagging", now=10.0)
+    assert hub.overdue(now=12.0, grace=5.0) == []
+    hub.note_end(0, 10)
+    assert hub.overdue(now=16.0, grace=5.0) == [ahead]
+    assert hub.subscribers == 2
+    assert ahead not in hub.publish(0, 5_001, event("a", 1)).recipients
+    del quiet, lagging
+
+
+def test_a_keyed_publish_repeated_under_another_id_reaches_no_reader() -> None:
+    hub = Hub(EPOCH, partition_of=lambda _: 0, buffer=10, op_ttl_s=60)
+    hub.start_partition(0, 0)
+    sub, _, _ = hub.subscribe("a", None, None, "s")
+    first = Event(EventType.published, "a", {"id": "1" * 26, "version": 1}, 1_000.0, op="k1")
+    again = Event(EventType.published, "a", {"id": "2" * 26, "version": 1}, 2_000.0, op="k1")
+    reused = Event(EventType.published, "a", {"id": "3" * 26, "version": 1}, 100_000.0, op="k1")
+    assert hub.publish(0, 0, first).recipients == [sub]
+    assert hub.publish(0, 1, again).recipients == []
+    assert hub.publish(0, 2, reused).recipients == [sub]
