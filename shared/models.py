@@ -20,6 +20,7 @@ __all__ = [
     "ItemCreate",
     "ItemUpdate",
     "Status",
+    "Tombstone",
     "Urgency",
     "valid_feed",
 ]
@@ -124,5 +125,16 @@ class Item(BaseModel):
     byline: str | None = None
     pinned: bool = False
     key_event: bool = False
+    published_at: datetime
+    updated_at: datetime
+
+
+class Tombstone(BaseModel):
+    """What is left of a retracted item, in its retraction event and in history: no words."""
+
+    id: str
+    feed: str
+    version: int = Field(ge=1)
+    status: Status = Status.retracted
     published_at: datetime
     updated_at: datetime

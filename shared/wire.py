@@ -48,6 +48,10 @@ class Event:
     item: dict[str, Any]
     accepted_ms: float
     prev_tags: tuple[str, ...] = field(default=())
+    op: str | None = None
+    """For a publish sent with an Idempotency-Key: a hash of the caller and key. A second
+    publish with the same ``op`` (a retry the key store could not answer) is a repeat, and
+    history and fanout keep only the first in Kafka order."""
 
     @property
     def item_id(self) -> str:
@@ -71,6 +75,8 @@ class Event:
         }
         if self.prev_tags:
             body["prev_tags"] = list(self.prev_tags)
+        if self.op is not None:
+            body["op"] = self.op
         return orjson.dumps(body)
 
     @classmethod
@@ -84,6 +90,7 @@ class Event:
                 item=dict(body["item"]),
                 accepted_ms=float(body["accepted_ms"]),
                 prev_tags=tuple(body.get("prev_tags", ())),
+                op=None if body.get("op") is None else str(body["op"]),
             )
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             raise WireError(f"not a livefeed event: {exc}") from exc

@@ -1,6 +1,6 @@
 """An item's lifecycle as pure functions: each newsroom command becomes one event.
 
-No I/O here: ``app.py`` reads the current item, calls one of these, and publishes the result.
+No I/O here: ``routes.py`` reads the current item, calls one of these, and publishes the result.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Any
 
 from ulid import ULID
 
-from shared.models import Item, ItemCreate, ItemUpdate, Status
+from shared.models import Item, ItemCreate, ItemUpdate, Status, Tombstone
 from shared.wire import Event, EventType
 
 __all__ = ["Conflict", "check_if_match", "edit", "new_item_id", "publish", "retract"]
@@ -31,7 +31,8 @@ def new_item_id(now: datetime) -> str:
     return str(ULID.from_datetime(now)).lower()
 
 
-def publish(feed: str, item_id: str, create: ItemCreate, now: datetime) -> Event:
+def publish(feed: str, item_id: str, create: ItemCreate, now: datetime, op: str | None = None) -> Event:
+    """The first version of a new item; ``op`` marks a publish sent with an Idempotency-Key."""
     item = Item(
         id=item_id,
         feed=feed,
@@ -40,7 +41,7 @@ def publish(feed: str, item_id: str, create: ItemCreate, now: datetime) -> Event
         updated_at=now,
         **create.model_dump(),
     )
-    return Event(EventType.published, feed, _json_item(item), _ms(now))
+    return Event(EventType.published, feed, _json_item(item), _ms(now), op=op)
 
 
 def edit(current: dict[str, Any], update: ItemUpdate, now: datetime) -> Event:
@@ -56,13 +57,21 @@ def edit(current: dict[str, Any], update: ItemUpdate, now: datetime) -> Event:
 
 
 def retract(current: dict[str, Any], now: datetime) -> Event:
-    """A tombstone: the item's last state, marked retracted, one version up."""
+    """A tombstone: the item's identity, one version up, and none of its words.
+
+    Readers, history and resuming streams only learn that the item is gone; the retracted
+    text stays in Kafka's earlier records for the audit trail. ``prev_tags`` lets readers
+    that filter by tag remove it too.
+    """
     _require_published(current)
-    item = Item.model_validate(
-        {**current, "status": Status.retracted.value, "version": int(current["version"]) + 1,
-         "updated_at": now.isoformat()}
+    tombstone = Tombstone(
+        id=current["id"], feed=current["feed"], version=int(current["version"]) + 1,
+        published_at=current["published_at"], updated_at=now,
     )
-    return Event(EventType.retracted, item.feed, _json_item(item), _ms(now))
+    return Event(
+        EventType.retracted, tombstone.feed, tombstone.model_dump(mode="json"), _ms(now),
+        prev_tags=tuple(current.get("tags", ())),
+    )
 
 
 def check_if_match(header: str | None, current: dict[str, Any]) -> None:

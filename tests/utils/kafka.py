@@ -35,7 +35,7 @@ async def kafka_events(stack: Stack, feeds: set[str], epoch: str) -> dict[str, l
                     body = orjson.loads(record.value)
                     if body["feed"] in feeds:
                         cursor = f"{epoch}.{tp.partition}.{record.offset}"
-                        tags = frozenset(body["item"]["tags"]) | frozenset(body.get("prev_tags", ()))
+                        tags = frozenset(body["item"].get("tags", ())) | frozenset(body.get("prev_tags", ()))
                         out[body["feed"]].append(
                             ((cursor, body["type"], body["item"]["id"], body["item"]["version"]), tags))
                     if record.offset + 1 >= ends[tp]:
