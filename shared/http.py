@@ -14,8 +14,11 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, Response
+from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Lifespan, Message, Receive, Scope, Send
+
+from .breaker import StoreUnavailable
 
 __all__ = [
     "ApiError",
@@ -99,7 +102,25 @@ async def _on_http_error(_: Request, exc: Exception) -> JsonResponse:
     return error_response(ApiError(exc.status_code, code, str(exc.detail), headers=headers))
 
 
+STORE_RETRY_AFTER_S = 1
+
+
+async def _on_store_unavailable(_: Request, exc: Exception) -> JsonResponse:
+    """Redis is slow or down: a fast 503 the client may retry, never a 500 or a hang."""
+    return error_response(
+        ApiError(
+            503,
+            "store_unavailable",
+            "livefeed's store is not answering right now; nothing was changed. Retry shortly.",
+            fields=[{"field": "store", "message": "redis unavailable"}],
+            headers={"Retry-After": str(STORE_RETRY_AFTER_S)},
+        )
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(StoreUnavailable, _on_store_unavailable)
+    app.add_exception_handler(RedisError, _on_store_unavailable)
     app.add_exception_handler(ApiError, _on_api_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)

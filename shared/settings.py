@@ -6,6 +6,7 @@ docker-compose.yml, the local runner (deploy/stack.py) and the README table agre
 
 from __future__ import annotations
 
+import socket
 from typing import Annotated
 
 from pydantic import Field, SecretStr, field_validator
@@ -31,6 +32,12 @@ class CommonSettings(BaseSettings):
     log_level: str = Field("INFO", description="Python log level.")
     retention_items: int = Field(1_000, ge=10, description="Items history keeps per feed (key events are kept apart).")
     retention_age_s: int = Field(7 * 86_400, ge=60, description="Seconds history keeps an item.")
+    redis_timeout_s: float = Field(
+        0.5, gt=0, le=5, description="Seconds a Redis call may take before the answer degrades (503 or skipped)."
+    )
+    idempotency_ttl_s: int = Field(
+        86_400, ge=60, description="How long an Idempotency-Key is remembered, by ingest and by the consumers."
+    )
 
 
 class IngestSettings(CommonSettings):
@@ -42,7 +49,9 @@ class IngestSettings(CommonSettings):
         default_factory=list,
         description="Comma-separated bearer tokens allowed to write. Empty: every write is refused.",
     )
-    idempotency_ttl_s: int = Field(86_400, ge=60, description="How long an Idempotency-Key is remembered.")
+    kafka_timeout_s: float = Field(
+        5.0, gt=0, le=10, description="Seconds a write waits for Kafka's acknowledgement before a 503."
+    )
     max_feeds: int = Field(
         1_000, ge=1, description="Feeds that may exist at once; a post to a new feed past it is refused."
     )
@@ -63,6 +72,13 @@ class HistorySettings(CommonSettings):
     history_host: str = Field("127.0.0.1", description="Address history listens on.")
     history_port: int = Field(8002, description="Port history listens on.")
     history_group: str = Field("livefeed-history", description="Kafka consumer group of the history service.")
+    history_instance_id: str = Field(
+        "", description="Static group member id, unique per instance; empty: this host's name and history's port."
+    )
+
+    def instance_id(self) -> str:
+        """This instance's static member id: a restart under it takes its partitions back at once."""
+        return self.history_instance_id or f"{socket.gethostname()}:{self.history_port}"
 
 
 class FanoutSettings(CommonSettings):

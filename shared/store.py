@@ -7,8 +7,14 @@ truth; everything here can be rebuilt from the topic (``services/history/consume
 
 Keys (prefix ``lf:``): ``item:{feed}:{id}`` hash; ``list:{feed}``, ``tag:{feed}:{tag}`` and
 ``keyev:{feed}`` and ``pinned:{feed}`` sorted sets scored by the publish offset; ``feeds`` sorted set scored by the
-last change; ``head:{feed}`` the cursor history has applied up to; ``wm:{partition}`` the
-watermark; ``meta:epoch`` the topic epoch the data belongs to.
+last change; ``head:{feed}`` the cursor of the feed's last event history applied; ``wm:{partition}``
+the watermark; ``op:{op}`` the item id a keyed publish made (:attr:`Event.op`); ``meta:epoch`` the
+topic epoch the data belongs to. ``idem:`` and ``lock:`` belong to ingest.
+
+A list answer's cursor is the feed's partition watermark, not the feed's last event: history has
+applied everything in the partition up to it, so nothing of the feed lies between the items and
+that position. A quiet feed's cursor thus stays as recent as its busy neighbours', and the
+stream can continue from it however long the feed has been quiet.
 """
 
 from __future__ import annotations
@@ -19,20 +25,34 @@ from typing import Any, cast
 
 import orjson
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from .cursor import Cursor
 from .settings import CommonSettings
 from .wire import Event, EventType
 
-__all__ = ["ItemStore", "StoredItem", "make_redis"]
+__all__ = ["ItemStore", "StoreEmptied", "StoredItem", "make_redis"]
 
 PREFIX = "lf:"
 MAX_KEY_EVENTS = 1_000
 
 
 def make_redis(settings: CommonSettings) -> aioredis.Redis:
-    """A Redis client for the configured URL; responses stay bytes (JSON goes out unparsed)."""
-    return aioredis.Redis.from_url(settings.redis_url, decode_responses=False)
+    """A Redis client for the configured URL; responses stay bytes (JSON goes out unparsed).
+
+    Every call gives up after ``redis_timeout_s`` and is not retried on a timeout (the library's
+    default retries ten times with backoff, which turns a paused Redis into a long hang). A
+    broken pooled connection, as after a Redis restart, is retried once on a new one.
+    """
+    return aioredis.Redis.from_url(
+        settings.redis_url,
+        decode_responses=False,
+        socket_timeout=settings.redis_timeout_s,
+        socket_connect_timeout=settings.redis_timeout_s,
+        retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+    )
 
 
 _APPLY = """
@@ -50,11 +70,21 @@ local now_ms = tonumber(ARGV[13])
 local tags_json = ARGV[14]
 local max_keys = tonumber(ARGV[15])
 local pinned = ARGV[16] == '1'
+local op = ARGV[17]
+local op_ttl = tonumber(ARGV[18])
 
 if wm_key ~= '' then
   if redis.call('EXISTS', prefix .. 'meta:epoch') == 0 then return -1 end
   local wm = redis.call('GET', wm_key)
   if wm and tonumber(wm) >= offset then return 0 end
+end
+if op ~= '' then
+  local first = redis.call('GET', prefix .. 'op:' .. op)
+  if first and first ~= id then
+    if wm_key ~= '' then redis.call('SET', wm_key, offset) end
+    return 0
+  end
+  redis.call('SET', prefix .. 'op:' .. op, id, 'EX', op_ttl)
 end
 local ikey = prefix .. 'item:' .. feed .. ':' .. id
 local list = prefix .. 'list:' .. feed
@@ -129,9 +159,22 @@ return applied
 """
 
 
-_PAGE = """
+_HEAD = """
+local function head(prefix, feed)
+  if redis.call('EXISTS', prefix .. 'meta:epoch') == 0 then return -1 end
+  local h = redis.call('GET', prefix .. 'head:' .. feed)
+  if not h then return false end
+  local epoch, partition = string.match(h, '^([^.]+)%.(%d+)%.')
+  local wm = redis.call('GET', prefix .. 'wm:' .. partition)
+  if not wm then return h end
+  return epoch .. '.' .. partition .. '.' .. wm
+end
+"""
+
+_PAGE = _HEAD + """
 local prefix, feed, index, top, limit = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
-local out = {redis.call('GET', prefix .. 'head:' .. feed)}
+local out = {head(prefix, feed)}
+if out[1] == -1 then return out end
 local ids = redis.call('ZRANGE', index, top, '-inf', 'BYSCORE', 'REV', 'LIMIT', 0, limit)
 for _, id in ipairs(ids) do
   local row = redis.call('HMGET', prefix .. 'item:' .. feed .. ':' .. id, 'item', 'version', 'status', 'seq', 'cursor')
@@ -146,6 +189,10 @@ for _, id in ipairs(ids) do
 end
 return out
 """
+
+
+class StoreEmptied(Exception):
+    """Redis has lost livefeed's data (restarted empty, flushed): history is about to rebuild it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,12 +212,14 @@ class StoredItem:
 class ItemStore:
     """Reads and writes one Redis database's feeds; every method is one round trip or a pipeline."""
 
-    def __init__(self, redis: aioredis.Redis, *, max_items: int, max_age_s: int) -> None:
+    def __init__(self, redis: aioredis.Redis, *, max_items: int, max_age_s: int, op_ttl_s: int = 86_400) -> None:
         self.redis = redis
         self.max_items = max_items
         self.max_age_s = max_age_s
+        self.op_ttl_s = op_ttl_s
         self._apply = redis.register_script(_APPLY)
         self._page = redis.register_script(_PAGE)
+        self._head = redis.register_script(_HEAD + "return head(ARGV[1], ARGV[2])")
 
     async def apply(self, event: Event, cursor: Cursor, *, watermark: bool = False) -> int:
         """Store ``event`` at ``cursor`` unless a newer version is there.
@@ -198,6 +247,8 @@ class ItemStore:
                 orjson.dumps(item.get("tags", [])),
                 MAX_KEY_EVENTS,
                 "1" if item.get("pinned") else "0",
+                event.op or "",
+                self.op_ttl_s,
             ]
         )
         return int(result)
@@ -245,14 +296,15 @@ class ItemStore:
         self, feed: str, *, limit: int, before: int | None = None, tag: str | None = None,
         key_events: bool = False, pinned: bool = False,
     ) -> tuple[Cursor | None, list[StoredItem]]:
-        """The feed's head and its items as :meth:`items` selects them, in one atomic round trip.
-
-        Every event up to the head is reflected in the items (the head is read in the same step).
+        """The feed's head (see :meth:`head`) and its items as :meth:`items` selects them, in one
+        atomic round trip: every event up to the head is reflected in the items.
         """
         top = "+inf" if before is None else f"({before}"
         rows: list[Any] = await self._page(
             args=[PREFIX, feed, self._index(feed, tag=tag, key_events=key_events, pinned=pinned), top, limit]
         )
+        if rows[0] == -1:
+            raise StoreEmptied
         head = None if not rows[0] else Cursor.parse(rows[0].decode())
         items = [
             StoredItem(rows[i], int(rows[i + 1]), "published", int(rows[i + 2]), Cursor.parse(rows[i + 3].decode()))
@@ -282,9 +334,14 @@ class ItemStore:
         return await self.redis.zscore(f"{PREFIX}feeds", feed) is not None
 
     async def head(self, feed: str) -> Cursor | None:
-        """The cursor of the last event history applied to ``feed``."""
-        value: Any = await self.redis.get(f"{PREFIX}head:{feed}")
-        return None if value is None else Cursor.parse(value.decode())
+        """The position ``feed``'s items reflect: its partition's watermark (see the module doc).
+
+        Raises :class:`StoreEmptied` if Redis has lost the data, so no empty answer passes as a feed.
+        """
+        value: Any = await self._head(args=[PREFIX, feed])
+        if value == -1:
+            raise StoreEmptied
+        return None if not value else Cursor.parse(value.decode())
 
     async def watermark(self, partition: int) -> int | None:
         value: Any = await self.redis.get(f"{PREFIX}wm:{partition}")

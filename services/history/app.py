@@ -17,16 +17,18 @@ from typing import Annotated
 import orjson
 from fastapi import FastAPI, Path, Query, Request, Response
 
+from shared.breaker import STORE_ERRORS
 from shared.cursor import Cursor, CursorError
 from shared.http import ApiError, create_api
 from shared.kafka import read_topic_epoch, wait_for_kafka
 from shared.logs import RequestIdMiddleware
 from shared.models import FEED_PATTERN, Item
 from shared.settings import HistorySettings
-from shared.store import ItemStore, StoredItem, make_redis
+from shared.store import ItemStore, StoredItem, StoreEmptied, make_redis
 
 from . import pages
 from .consumer import HistoryConsumer, Readiness
+from .deps import complete_store, on_store_emptied
 
 __all__ = ["create_app"]
 
@@ -34,11 +36,6 @@ log = logging.getLogger("livefeed.history")
 
 Feed = Annotated[str, Path(pattern=FEED_PATTERN, description="Feed slug.")]
 ItemId = Annotated[str, Path(pattern=r"^[0-9a-z]{26}$", description="Item id.")]
-
-
-def _store(request: Request) -> ItemStore:
-    store: ItemStore = request.app.state.store
-    return store
 
 
 def _json(body: bytes, status: int = 200) -> Response:
@@ -70,7 +67,8 @@ def create_app(settings: HistorySettings | None = None) -> FastAPI:
         await wait_for_kafka(settings)
         epoch = await read_topic_epoch(settings)
         redis = make_redis(settings)
-        store = ItemStore(redis, max_items=settings.retention_items, max_age_s=settings.retention_age_s)
+        store = ItemStore(redis, max_items=settings.retention_items, max_age_s=settings.retention_age_s,
+                          op_ttl_s=settings.idempotency_ttl_s)
         consumer = HistoryConsumer(settings, store, epoch)
         app.state.store, app.state.consumer, app.state.epoch = store, consumer, epoch
         task = asyncio.create_task(consumer.run(), name="history-consumer")
@@ -90,7 +88,7 @@ def create_app(settings: HistorySettings | None = None) -> FastAPI:
     @app.get("/v1/feeds", summary="List feeds")
     async def list_feeds(request: Request) -> Response:
         """Every feed with an item in retention, most recently changed first."""
-        feeds = await _store(request).feeds()
+        feeds = await complete_store(request).feeds()
         return _json(orjson.dumps({"feeds": [{"feed": f, "updated_ms": ms} for f, ms in feeds]}))
 
     @app.get("/v1/feeds/{feed}/items", summary="List a feed's items")
@@ -125,7 +123,7 @@ def create_app(settings: HistorySettings | None = None) -> FastAPI:
     @app.get("/v1/feeds/{feed}/items/{item_id}", response_model=Item, summary="Get one item")
     async def get_item(request: Request, feed: Feed, item_id: ItemId) -> Response:
         """The item's current state; 410 once it was retracted."""
-        stored = await _store(request).get(feed, item_id)
+        stored = await complete_store(request).get(feed, item_id)
         if stored is None:
             raise ApiError(404, "not_found", f"No item {item_id} in feed {feed}.",
                            fields=[{"field": "id", "message": "unknown item"}])
@@ -136,13 +134,21 @@ def create_app(settings: HistorySettings | None = None) -> FastAPI:
 
     @app.get("/readyz", summary="Readiness")
     async def readyz(request: Request) -> Response:
-        """200 once history has caught up with Kafka; 503 while starting or rebuilding."""
+        """200 once history has caught up with Kafka; 503 while starting, rebuilding or without Redis."""
         consumer: HistoryConsumer = request.app.state.consumer
         status = consumer.status()
-        if consumer.state is Readiness.ready and await _store(request).epoch() is None:
-            status["status"] = Readiness.rebuilding.value
-        return _json(orjson.dumps(status), 200 if status["status"] == Readiness.ready.value else 503)
+        if status["status"] == Readiness.ready.value:
+            try:
+                if await request.app.state.store.epoch() is None:
+                    status["status"] = Readiness.rebuilding.value
+            except STORE_ERRORS as exc:
+                status["status"] = Readiness.redis_unavailable.value
+                status["error"] = f"redis unavailable ({type(exc).__name__})"
+        ready = status["status"] == Readiness.ready.value
+        return Response(orjson.dumps(status), status_code=200 if ready else 503, media_type="application/json",
+                        headers={"Cache-Control": "no-cache"} if ready else {"Retry-After": "1"})
 
+    app.add_exception_handler(StoreEmptied, on_store_emptied)
     app.include_router(pages.router)
     app.mount("/static", pages.static_files(), name="static")
     app.add_middleware(RequestIdMiddleware)
@@ -154,7 +160,7 @@ async def _listing(
     key_events: bool = False, pinned: bool = False,
 ) -> Response:
     """A list answer: the head first, then the items, so every event up to the head is in them."""
-    head, items = await _store(request).page(
+    head, items = await complete_store(request).page(
         feed, limit=limit, before=before, tag=tag, key_events=key_events, pinned=pinned
     )
     return _json(_page(feed, head, items, limit, request.app.state.epoch))

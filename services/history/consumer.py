@@ -4,17 +4,23 @@ Redis remembers, per partition, the last offset it applied (the watermark, writt
 atomic step as the event). On assignment the consumer resumes right after it; with no
 watermark (a new or emptied Redis) it reads the partition from the beginning and reports
 ``rebuilding`` until it has caught up. Offsets are committed to Kafka after Redis has the event.
+
+When Redis is slow or down the consumer does not exit: it says ``redis_unavailable``, rewinds
+to the first record it has not stored, and tries again with capped backoff. Applying is
+idempotent, so a record stored just before the failure is harmlessly applied again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from enum import StrEnum
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
+from shared.breaker import STORE_ERRORS
 from shared.cursor import Cursor
 from shared.kafka import make_consumer
 from shared.settings import HistorySettings
@@ -33,6 +39,11 @@ class Readiness(StrEnum):
     starting = "starting"
     rebuilding = "rebuilding"
     ready = "ready"
+    redis_unavailable = "redis_unavailable"
+
+
+BACKOFF_FIRST_S = 0.2
+BACKOFF_MAX_S = 5.0
 
 
 class HistoryConsumer:
@@ -45,43 +56,100 @@ class HistoryConsumer:
         self._consumer: AIOKafkaConsumer | None = None
         self._targets: dict[TopicPartition, int] = {}
         self._next: dict[TopicPartition, int] = {}
+        self.redis_error: str | None = None
 
     def status(self) -> dict[str, Any]:
         lag = {str(tp.partition): max(0, target - self._next.get(tp, 0)) for tp, target in self._targets.items()}
-        return {"status": self.state.value, "epoch": self.epoch, "applied": self.applied, "rebuild_lag": lag}
+        state = Readiness.redis_unavailable if self.redis_error is not None else self.state
+        body: dict[str, Any] = {"status": state.value, "epoch": self.epoch, "applied": self.applied,
+                                "rebuild_lag": lag}
+        if self.redis_error is not None:
+            body["error"] = self.redis_error
+        return body
 
     async def run(self) -> None:
-        """Consume until cancelled."""
-        if await self.store.epoch() != self.epoch:
-            previous = await self.store.epoch()
-            log.warning(
-                "redis holds no data of this topic epoch: rebuilding every feed from kafka",
-                extra={"redis_epoch": previous, "topic_epoch": self.epoch},
-            )
-            await self.store.reset(self.epoch)
-        consumer = make_consumer(self.settings, group_id=self.settings.history_group)
+        """Consume until cancelled; Redis failures are waited out, never fatal."""
+        await self._until_redis_answers(self._adopt_epoch)
+        consumer = make_consumer(
+            self.settings, group_id=self.settings.history_group, group_instance_id=self.settings.instance_id()
+        )
         self._consumer = consumer
         consumer.subscribe([self.settings.topic], listener=_Positioner(self, consumer))
         await consumer.start()
         loop = asyncio.get_running_loop()
         next_check = loop.time() + LOSS_CHECK_S
+        backoff = BACKOFF_FIRST_S
         try:
             while True:
                 batches = await consumer.getmany(timeout_ms=200)
-                if loop.time() >= next_check:
-                    next_check = loop.time() + LOSS_CHECK_S
-                    if await self.store.epoch() is None:
-                        await self._rebuild(consumer, consumer.assignment())
-                        continue
-                for tp, records in batches.items():
-                    if not await self._apply(tp, records):
-                        await self._rebuild(consumer, consumer.assignment())
-                        break
-                    await consumer.commit({tp: records[-1].offset + 1})
-                    self._next[tp] = records[-1].offset + 1
+                try:
+                    if loop.time() >= next_check:
+                        next_check = loop.time() + LOSS_CHECK_S
+                        if await self.store.epoch() is None:
+                            await self._rebuild(consumer, consumer.assignment())
+                            continue
+                    await self._apply_batches(consumer, batches)
+                except STORE_ERRORS as exc:
+                    self._rewind(consumer, batches)
+                    self._redis_failed(exc, backoff)
+                    await asyncio.sleep(backoff)
+                    backoff = min(BACKOFF_MAX_S, backoff * 2)
+                    continue
+                backoff = BACKOFF_FIRST_S
+                self._redis_answers()
                 self._check_caught_up(consumer)
         finally:
             await consumer.stop()
+
+    async def _adopt_epoch(self) -> None:
+        """Start from empty when Redis holds another topic epoch's data (or none)."""
+        previous = await self.store.epoch()
+        if previous != self.epoch:
+            log.warning(
+                "redis holds no data of this topic epoch: rebuilding every feed from kafka",
+                extra={"redis_epoch": previous, "topic_epoch": self.epoch},
+            )
+            await self.store.reset(self.epoch)
+
+    async def _apply_batches(self, consumer: AIOKafkaConsumer, batches: dict[TopicPartition, list[Any]]) -> None:
+        for tp, records in batches.items():
+            if not await self._apply(tp, records):
+                await self._rebuild(consumer, consumer.assignment())
+                return
+            await consumer.commit({tp: records[-1].offset + 1})
+            self._next[tp] = records[-1].offset + 1
+
+    def _rewind(self, consumer: AIOKafkaConsumer, batches: dict[TopicPartition, list[Any]]) -> None:
+        """Read again every fetched record not yet committed (applying twice changes nothing)."""
+        assigned = consumer.assignment()
+        for tp, records in batches.items():
+            first_unstored = self._next.get(tp, records[0].offset) if records else None
+            if first_unstored is not None and tp in assigned and first_unstored <= records[-1].offset:
+                consumer.seek(tp, first_unstored)
+
+    def _redis_failed(self, exc: BaseException, retry_in: float) -> None:
+        if self.redis_error is None:
+            log.error("redis unavailable: history waits and retries", extra={"error": repr(exc)})
+        self.redis_error = f"redis unavailable ({type(exc).__name__}); retrying in {retry_in:g}s"
+
+    def _redis_answers(self) -> None:
+        if self.redis_error is not None:
+            self.redis_error = None
+            log.warning("redis answers again: history resumes")
+
+    async def _until_redis_answers(self, step: Callable[[], Awaitable[None]]) -> None:
+        """Run ``step`` until it gets through Redis, waiting with capped backoff."""
+        backoff = BACKOFF_FIRST_S
+        while True:
+            try:
+                await step()
+            except STORE_ERRORS as exc:
+                self._redis_failed(exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(BACKOFF_MAX_S, backoff * 2)
+                continue
+            self._redis_answers()
+            return
 
     async def _apply(self, tp: TopicPartition, records: list[Any]) -> bool:
         """Apply ``records`` in order; False if Redis lost its data meanwhile."""
@@ -106,9 +174,16 @@ class HistoryConsumer:
 
     async def position(self, consumer: AIOKafkaConsumer, partitions: set[TopicPartition]) -> None:
         """Seek each partition to just after its watermark, or to the beginning if it has none."""
+        watermarks: dict[TopicPartition, int | None] = {}
+
+        async def read() -> None:
+            for tp in partitions:
+                watermarks[tp] = await self.store.watermark(tp.partition)
+
+        await self._until_redis_answers(read)
         rebuild: list[TopicPartition] = []
         for tp in partitions:
-            watermark = await self.store.watermark(tp.partition)
+            watermark = watermarks[tp]
             if watermark is None:
                 rebuild.append(tp)
             else:
@@ -119,7 +194,6 @@ class HistoryConsumer:
             await consumer.seek_to_beginning(*rebuild)
             self._next.update(await consumer.beginning_offsets(rebuild))
             self._targets = {**self._targets, **await consumer.end_offsets(rebuild)}
-            self.state = Readiness.rebuilding
             log.info("rebuilding from the start of the topic",
                      extra={"partitions": sorted(tp.partition for tp in rebuild),
                             "target": {str(tp.partition): off for tp, off in self._targets.items()}})

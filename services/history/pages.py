@@ -23,8 +23,9 @@ from starlette.staticfiles import StaticFiles
 
 from shared.cursor import Cursor, CursorError
 from shared.models import Item, Status, valid_feed
-from shared.store import ItemStore, StoredItem
+from shared.store import StoredItem
 
+from .deps import complete_store
 from .render import layout, masthead, render_console, render_index, render_reader
 
 __all__ = ["WEB_DIR", "router", "security_headers", "static_files"]
@@ -88,11 +89,6 @@ def security_headers(host: str | None, scheme: str = "http") -> dict[str, str]:
 # -- routes ------------------------------------------------------------------------------------
 
 
-def _store(request: Request) -> ItemStore:
-    store: ItemStore = request.app.state.store
-    return store
-
-
 def _origin(request: Request) -> tuple[str, str | None]:
     """The scheme and host the reader used, as the gateway forwarded them."""
     scheme = request.headers.get("x-forwarded-proto", request.url.scheme)
@@ -124,7 +120,7 @@ def _not_found(request: Request, message: str) -> HTMLResponse:
 
 @router.get("/")
 async def index_page(request: Request) -> HTMLResponse:
-    store = _store(request)
+    store = complete_store(request)
     feeds = await store.feeds()
     heads = await asyncio.gather(*(store.items(feed, limit=1) for feed, _ in feeds[:INDEX_HEADLINES]))
     latest = {feed: items[0] for (feed, _), items in zip(feeds, map(_items, heads), strict=False) if items}
@@ -137,7 +133,7 @@ async def reader_page(
 ) -> HTMLResponse:
     if not valid_feed(feed):
         return _not_found(request, "A feed name is lowercase letters, digits and dashes.")
-    store = _store(request)
+    store = complete_store(request)
     epoch: str = request.app.state.epoch
     before_offset: int | None = None
     if before is not None:

@@ -16,7 +16,7 @@ from shared.store import ItemStore, make_redis
 
 from .auth import RateLimiter, TokenCheck
 from .deps import Writer
-from .idempotency import IdempotencyStore
+from .idempotency import IdempotencyStore, LocalAnswers
 from .publisher import Ingest
 from .routes import router
 
@@ -42,8 +42,10 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
             app.state.ingest = Ingest(
                 settings=settings,
                 producer=producer,
-                store=ItemStore(redis, max_items=settings.retention_items, max_age_s=settings.retention_age_s),
+                store=ItemStore(redis, max_items=settings.retention_items, max_age_s=settings.retention_age_s,
+                                op_ttl_s=settings.idempotency_ttl_s),
                 idempotency=IdempotencyStore(redis, ttl_s=settings.idempotency_ttl_s),
+                local_answers=LocalAnswers(ttl_s=settings.idempotency_ttl_s),
                 tokens=TokenCheck(settings.newsroom_tokens),
                 limiter=RateLimiter(settings.write_rate_per_s, settings.write_burst),
                 epoch=await topic_epoch(producer, settings.topic),

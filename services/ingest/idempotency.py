@@ -4,19 +4,26 @@ A key's record lives in Redis (``lf:idem:{scope}:{key}``) for the configured TTL
 request holds a lease while it publishes; a concurrent retry waits for its answer; a retry
 after a failed attempt takes over and reuses the item id the first attempt chose, so even an
 ambiguous Kafka failure cannot make two different items of one post.
+
+While Redis cannot be reached, a write goes ahead without a record: its answer is kept in this
+process (:class:`LocalAnswers`) until Redis is back, and its event carries
+:func:`op_id`, so a retry that reaches another process still makes no second item downstream.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 import uuid
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
 import redis.asyncio as aioredis
 
-__all__ = ["Claim", "IdempotencyStore"]
+__all__ = ["Claim", "IdempotencyStore", "LocalAnswers", "op_id"]
 
 _BEGIN = """
 local k = KEYS[1]
@@ -49,11 +56,28 @@ return 1
 """
 
 
+_RECORD = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'fp', ARGV[1], 'state', 'done', 'owner', '', 'item_id', ARGV[2],
+           'lease', 0, 'status', ARGV[3], 'body', ARGV[4])
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+return 1
+"""
+
+
+def op_id(scope: str, key: str) -> str:
+    """The event's ``op`` for a publish with this caller and key (see :attr:`shared.wire.Event.op`)."""
+    return hashlib.sha256(f"{scope}\n{key}".encode()).hexdigest()[:32]
+
+
 @dataclass(frozen=True, slots=True)
 class Claim:
-    """What :meth:`IdempotencyStore.begin` decided for one request."""
+    """What :meth:`IdempotencyStore.begin` decided for one request.
 
-    kind: Literal["new", "done", "mismatch", "busy"]
+    ``unrecorded``: Redis could not be asked; the write goes ahead and its answer is kept locally.
+    """
+
+    kind: Literal["new", "done", "mismatch", "busy", "unrecorded"]
     owner: str = ""
     item_id: str = ""
     status: int = 0
@@ -67,6 +91,7 @@ class IdempotencyStore:
         self.lease_ms = int(lease_s * 1000)
         self._begin = redis.register_script(_BEGIN)
         self._finish = redis.register_script(_FINISH)
+        self._record = redis.register_script(_RECORD)
 
     @staticmethod
     def redis_key(scope: str, key: str) -> str:
@@ -102,3 +127,61 @@ class IdempotencyStore:
             keys=[self.redis_key(scope, key)],
             args=[claim.owner, "done" if status is not None else "failed", status or 0, body],
         )
+
+    async def record(self, answers: LocalAnswers) -> None:
+        """Write the answers kept while Redis was away, oldest first; each leaves ``answers`` once stored."""
+        for (scope, key), answer in list(answers.items()):
+            await self._record(
+                keys=[self.redis_key(scope, key)],
+                args=[answer.fingerprint, answer.item_id, answer.status, answer.body, self.ttl_s],
+            )
+            answers.forget(scope, key)
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    fingerprint: str
+    item_id: str
+    status: int
+    body: bytes
+    expires: float
+
+
+class LocalAnswers:
+    """Answers to keyed writes made while Redis was unreachable, until they are stored there.
+
+    A retry that reaches this process gets the first answer from here, exactly as from Redis.
+    Bounded: past ``limit`` keys the oldest is forgotten (its event still carries ``op``).
+    """
+
+    def __init__(self, *, ttl_s: float, limit: int = 10_000, clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl_s = ttl_s
+        self.limit = limit
+        self._clock = clock
+        self._answers: OrderedDict[tuple[str, str], _Answer] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._answers)
+
+    def keep(self, scope: str, key: str, fingerprint: str, item_id: str, status: int, body: bytes) -> None:
+        self._answers[(scope, key)] = _Answer(fingerprint, item_id, status, body, self._clock() + self.ttl_s)
+        while len(self._answers) > self.limit:
+            self._answers.popitem(last=False)
+
+    def claim(self, scope: str, key: str, fingerprint: str) -> Claim | None:
+        """The kept answer as a claim (``done`` or ``mismatch``), or None if this process has none."""
+        answer = self._answers.get((scope, key))
+        if answer is None:
+            return None
+        if answer.expires < self._clock():
+            del self._answers[(scope, key)]
+            return None
+        if answer.fingerprint != fingerprint:
+            return Claim("mismatch")
+        return Claim("done", item_id=answer.item_id, status=answer.status, body=answer.body)
+
+    def items(self) -> list[tuple[tuple[str, str], _Answer]]:
+        return list(self._answers.items())
+
+    def forget(self, scope: str, key: str) -> None:
+        self._answers.pop((scope, key), None)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import redis.asyncio as aioredis
+
+from shared.breaker import Breaker, StoreUnavailable
 
 __all__ = ["ItemBusy", "item_lock"]
 
@@ -21,17 +24,22 @@ class ItemBusy(Exception):
 
 @asynccontextmanager
 async def item_lock(
-    redis: aioredis.Redis, feed: str, item_id: str, *, hold_s: float = 10.0, wait_s: float = 5.0
+    redis: aioredis.Redis, breaker: Breaker, feed: str, item_id: str, *, hold_s: float = 10.0, wait_s: float = 5.0
 ) -> AsyncIterator[None]:
-    """Hold ``lf:lock:{feed}:{id}`` for the body; it expires by itself after ``hold_s``."""
+    """Hold ``lf:lock:{feed}:{id}`` for the body; it expires by itself after ``hold_s``.
+
+    Raises :class:`~shared.breaker.StoreUnavailable` when Redis cannot be reached; a lock that
+    cannot be released then simply expires.
+    """
     key = f"lf:lock:{feed}:{item_id}"
     owner = uuid.uuid4().hex
     deadline = time.monotonic() + wait_s
-    while not await redis.set(key, owner, nx=True, px=int(hold_s * 1000)):
+    while not await breaker.call(lambda: redis.set(key, owner, nx=True, px=int(hold_s * 1000))):
         if time.monotonic() > deadline:
             raise ItemBusy(f"{feed}/{item_id}")
         await asyncio.sleep(0.005)
     try:
         yield
     finally:
-        await redis.eval(_RELEASE, 1, key, owner)
+        with contextlib.suppress(StoreUnavailable):
+            await breaker.call(lambda: redis.eval(_RELEASE, 1, key, owner))

@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, Response
 
+from shared.breaker import StoreUnavailable
 from shared.cursor import Cursor
 from shared.http import ApiError
 from shared.models import Item, ItemCreate, ItemUpdate
@@ -16,6 +17,7 @@ from shared.wire import Event
 
 from . import lifecycle
 from .deps import Feed, IdempotencyKey, IfMatch, IngestDep, ItemId, Writer
+from .idempotency import Claim, op_id
 from .locks import ItemBusy, item_lock
 from .publisher import Ingest
 
@@ -32,20 +34,50 @@ def _answer(status: int, item: dict[str, Any], cursor: Cursor) -> tuple[int, byt
     return status, orjson.dumps({"item": item, "cursor": cursor.serialize()})
 
 
+async def _claim(ingest: Ingest, caller: str, key: str, digest: str, item_id: str) -> Claim:
+    """Claim the key: from this process's kept answers, else from Redis, else ``unrecorded``.
+
+    Answers kept while Redis was away are stored there first, so Redis never says ``new``
+    for a key this process already answered.
+    """
+    kept = ingest.local_answers.claim(caller, key, digest)
+    if kept is not None:
+        return kept
+    try:
+        if len(ingest.local_answers):
+            await ingest.breaker.call(lambda: ingest.idempotency.record(ingest.local_answers))
+        return await ingest.breaker.call(lambda: ingest.idempotency.begin(caller, key, digest, item_id))
+    except StoreUnavailable:
+        return Claim("unrecorded", item_id=item_id)
+
+
+async def _settle(ingest: Ingest, caller: str, key: str, digest: str, claim: Claim, status: int | None,
+                  body: bytes = b"") -> None:
+    """Record the outcome of a claimed write; an answer Redis cannot take now is kept locally."""
+    if claim.kind == "new":
+        try:
+            await ingest.breaker.call(lambda: ingest.idempotency.finish(caller, key, claim, status=status, body=body))
+            return
+        except StoreUnavailable:
+            pass
+    if status is not None:
+        ingest.local_answers.keep(caller, key, digest, claim.item_id, status, body)
+
+
 async def _idempotent(
     ingest: Ingest,
     caller: str,
     key: str | None,
     fingerprint: dict[str, Any],
     item_id: str,
-    work: Callable[[str], Awaitable[tuple[int, bytes]]],
+    work: Callable[[str, str | None], Awaitable[tuple[int, bytes]]],
 ) -> Response:
-    """Run ``work`` once per Idempotency-Key; a retry gets the stored answer."""
+    """Run ``work(item_id, op)`` once per Idempotency-Key; a retry gets the first answer."""
     if key is None:
-        status, body = await work(item_id)
+        status, body = await work(item_id, None)
         return Response(body, status_code=status, media_type="application/json")
     digest = hashlib.sha256(orjson.dumps(fingerprint, option=orjson.OPT_SORT_KEYS)).hexdigest()
-    claim = await ingest.idempotency.begin(caller, key, digest, item_id)
+    claim = await _claim(ingest, caller, key, digest, item_id)
     if claim.kind == "done":
         return Response(claim.body, status_code=claim.status, media_type="application/json",
                         headers={"Idempotent-Replayed": "true"})
@@ -61,16 +93,16 @@ async def _idempotent(
                        "A request with this Idempotency-Key is still running; retry shortly.",
                        headers={"Retry-After": "1"})
     try:
-        status, body = await work(claim.item_id)
+        status, body = await work(claim.item_id, op_id(caller, key))
     except BaseException:
-        await ingest.idempotency.finish(caller, key, claim, status=None)
+        await _settle(ingest, caller, key, digest, claim, None)
         raise
-    await ingest.idempotency.finish(caller, key, claim, status=status, body=body)
+    await _settle(ingest, caller, key, digest, claim, status, body)
     return Response(body, status_code=status, media_type="application/json")
 
 
 async def _current(ingest: Ingest, feed: str, item_id: str) -> dict[str, Any]:
-    stored = await ingest.store.get(feed, item_id)
+    stored = await ingest.breaker.call(lambda: ingest.store.get(feed, item_id))
     if stored is None:
         raise ApiError(404, "not_found", f"No item {item_id} in feed {feed}.",
                        fields=[{"field": "id", "message": "unknown item"}])
@@ -83,7 +115,7 @@ async def _change(
 ) -> tuple[int, bytes]:
     """Lock the item, derive the next event from its current state, publish it."""
     try:
-        async with item_lock(ingest.store.redis, feed, item_id):
+        async with item_lock(ingest.store.redis, ingest.breaker, feed, item_id):
             current = await _current(ingest, feed, item_id)
             try:
                 lifecycle.check_if_match(if_match, current)
@@ -107,8 +139,8 @@ async def publish_item(
                        fields=[{"field": "feed", "message": "feed limit reached"}])
     now = lifecycle.now_utc()
 
-    async def work(item_id: str) -> tuple[int, bytes]:
-        event = lifecycle.publish(feed, item_id, create, now)
+    async def work(item_id: str, op: str | None) -> tuple[int, bytes]:
+        event = lifecycle.publish(feed, item_id, create, now, op)
         cursor = await ingest.send(event)
         return _answer(201, event.item, cursor)
 
@@ -123,7 +155,7 @@ async def edit_item(
 ) -> Response:
     """Change the fields sent; the version goes up by one. 412 if ``If-Match`` is stale."""
 
-    async def work(_: str) -> tuple[int, bytes]:
+    async def work(_: str, __: str | None) -> tuple[int, bytes]:
         return await _change(ingest, feed, item_id, if_match,
                              lambda cur: lifecycle.edit(cur, update, lifecycle.now_utc()))
 
@@ -139,7 +171,7 @@ async def retract_item(
 ) -> Response:
     """Retract the item: readers remove it; history answers 410 for it from now on."""
 
-    async def work(_: str) -> tuple[int, bytes]:
+    async def work(_: str, __: str | None) -> tuple[int, bytes]:
         return await _change(ingest, feed, item_id, if_match,
                              lambda cur: lifecycle.retract(cur, lifecycle.now_utc()))
 
@@ -153,7 +185,7 @@ def _pin_route(pinned: bool) -> Callable[..., Awaitable[Response]]:
     ) -> Response:
         update = ItemUpdate(pinned=pinned)
 
-        async def work(_: str) -> tuple[int, bytes]:
+        async def work(_: str, __: str | None) -> tuple[int, bytes]:
             return await _change(ingest, feed, item_id, None,
                                  lambda cur: lifecycle.edit(cur, update, lifecycle.now_utc()))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -14,6 +15,7 @@ from fastapi import FastAPI
 
 from services.history import pages
 from services.history import render as rendering
+from services.history.consumer import Readiness
 from shared.cursor import Cursor
 from shared.models import Item
 from shared.store import StoredItem
@@ -240,6 +242,7 @@ def client_for(items: list[Item]) -> httpx.AsyncClient:
     app.include_router(pages.router)
     app.mount("/static", pages.static_files(), name="static")
     app.state.store = FakeStore(items)
+    app.state.consumer = SimpleNamespace(state=Readiness.ready)
     app.state.epoch = "e1"
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver")
 

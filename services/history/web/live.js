@@ -1,6 +1,8 @@
 // A feed's live stream over WebSocket that never loses its place: it resumes from the cursor
 // of the last event it saw, reconnects with capped, jittered backoff, and on a `reset` (or a
 // cursor the server cannot continue) asks the page to reload its snapshot and resumes from that.
+// Should the reloaded snapshot's cursor be refused too, it goes live from now and reloads the
+// snapshot after the stream's hello, so a reset can never turn into a reload loop.
 
 const BASE_DELAY_MS = 500;
 const MAX_DELAY_MS = 15000;
@@ -35,6 +37,7 @@ export class LiveStream {
     this.timer = null;
     this.watchdog = null;
     this.needsReload = false;
+    this.resets = 0;
     this.stopped = false;
     this.onOnline = () => this.retryNow();
   }
@@ -63,7 +66,10 @@ export class LiveStream {
   async connect() {
     if (this.stopped) return;
     this.onState(this.attempt === 0 ? 'connecting' : 'reconnecting', { attempt: this.attempt });
-    if (this.needsReload) {
+    if (this.needsReload && this.resets >= 2) {
+      this.cursor = null;
+      this.needsReload = false;
+    } else if (this.needsReload) {
       try {
         this.cursor = await this.reload();
         this.needsReload = false;
@@ -91,6 +97,7 @@ export class LiveStream {
     }
     if (message.type === 'hello') {
       this.attempt = 0;
+      this.resets = 0;
       if (resumedFrom === null && message.cursor) {
         // The page's snapshot had no position: fetch what was published before this stream began.
         this.cursor = message.cursor;
@@ -99,6 +106,7 @@ export class LiveStream {
       this.onState('live', {});
     } else if (message.type === 'reset') {
       this.needsReload = true;
+      this.resets += 1;
     } else if (message.type && message.type.startsWith('item.')) {
       if (message.cursor) this.cursor = message.cursor;
       this.onEvent(message);
