@@ -6,6 +6,8 @@ Content-Security-Policy or Trusted Types violation: the pages must work under th
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +23,9 @@ CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
     "--disable-sync", "--no-first-run",
 ]
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+SCREENSHOTS = Path(os.environ.get("LIVEFEED_SCREENSHOTS_DIR") or Path(tempfile.gettempdir()) / "livefeed-screenshots")
+"""Where the screenshot test writes: a temp folder, so a test run leaves the checkout clean.
+``LIVEFEED_SCREENSHOTS_DIR=docs/screenshots`` refreshes the README's pictures on purpose."""
 DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
 

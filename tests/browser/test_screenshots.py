@@ -1,7 +1,8 @@
 """Screenshots of the reader page (desktop, phone, dark) and the console, for the README.
 
-They are taken of a realistic feed so a reviewer can see what readers and editors see;
-docs/screenshots/*.png are rewritten on every run.
+They are taken of a realistic feed so a reviewer can see what readers and editors see. A test
+run writes them to a temp folder; refresh the README's copies on purpose with
+``LIVEFEED_SCREENSHOTS_DIR=docs/screenshots ./deploy/test.sh tests/browser/test_screenshots.py``.
 """
 
 from __future__ import annotations
