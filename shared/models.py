@@ -16,6 +16,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 
 __all__ = [
     "FEED_PATTERN",
+    "ITEM_ID_PATTERN",
+    "TAG_PATTERN",
     "Item",
     "ItemCreate",
     "ItemUpdate",
@@ -23,10 +25,19 @@ __all__ = [
     "Tombstone",
     "Urgency",
     "valid_feed",
+    "valid_item_id",
+    "valid_tag",
 ]
 
 FEED_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
+"""A feed slug: lowercase letters, digits and dashes, 1 to 63 long (services/history/web/rules.js too)."""
+TAG_PATTERN = r"^[a-z0-9][a-z0-9-]{0,39}$"
+"""A tag slug, 1 to 40 long (services/history/web/rules.js too)."""
+ITEM_ID_PATTERN = r"^[0-9a-z]{26}$"
+"""An item id: a lowercase ULID (services/history/web/rules.js too)."""
 _FEED_RE = re.compile(FEED_PATTERN)
+_TAG_RE = re.compile(TAG_PATTERN)
+_ITEM_ID_RE = re.compile(ITEM_ID_PATTERN)
 
 MAX_HEADLINE = 300
 MAX_BODY = 10_000
@@ -36,6 +47,16 @@ MAX_TAGS = 20
 def valid_feed(feed: str) -> bool:
     """Whether ``feed`` is a feed slug: lowercase letters, digits and dashes, 1 to 63 long."""
     return _FEED_RE.fullmatch(feed) is not None
+
+
+def valid_tag(tag: str) -> bool:
+    """Whether ``tag`` is a tag slug: lowercase letters, digits and dashes, 1 to 40 long."""
+    return _TAG_RE.fullmatch(tag) is not None
+
+
+def valid_item_id(item_id: str) -> bool:
+    """Whether ``item_id`` has the form of an item id (26 lowercase letters and digits)."""
+    return _ITEM_ID_RE.fullmatch(item_id) is not None
 
 
 def _no_control_chars(value: str) -> str:
@@ -66,7 +87,7 @@ Headline = Annotated[
     AfterValidator(_no_control_chars),
 ]
 Body = Annotated[str, StringConstraints(max_length=MAX_BODY), AfterValidator(_no_control_chars)]
-Tag = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,39}$")]
+Tag = Annotated[str, StringConstraints(pattern=TAG_PATTERN)]
 Tags = Annotated[list[Tag], Field(max_length=MAX_TAGS)]
 Url = Annotated[str, StringConstraints(max_length=2048), AfterValidator(_http_url)]
 Byline = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200), AfterValidator(_no_control_chars)]

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, cast
 from urllib.parse import quote
 
-from shared.models import valid_feed
+from shared.models import valid_feed, valid_item_id
 
 from .client import Client, check_url
 from .errors import EXIT_CODES_HELP, CliError, ExitCode
@@ -49,7 +49,7 @@ def _feed(value: str) -> str:
 
 def _item_id(value: str) -> str:
     value = value.strip().lower()
-    if len(value) != 26 or not value.isalnum():
+    if not valid_item_id(value):
         raise argparse.ArgumentTypeError("an item id is the 26-character id that post printed")
     return value
 

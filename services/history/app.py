@@ -22,7 +22,7 @@ from shared.cursor import Cursor, CursorError
 from shared.http import ApiError, create_api
 from shared.kafka import read_topic_epoch, wait_for_kafka
 from shared.logs import RequestIdMiddleware
-from shared.models import FEED_PATTERN, Item
+from shared.models import FEED_PATTERN, ITEM_ID_PATTERN, TAG_PATTERN, Item
 from shared.settings import HistorySettings
 from shared.store import ItemStore, StoredItem, StoreEmptied, make_redis
 
@@ -35,7 +35,7 @@ __all__ = ["create_app"]
 log = logging.getLogger("livefeed.history")
 
 Feed = Annotated[str, Path(pattern=FEED_PATTERN, description="Feed slug.")]
-ItemId = Annotated[str, Path(pattern=r"^[0-9a-z]{26}$", description="Item id.")]
+ItemId = Annotated[str, Path(pattern=ITEM_ID_PATTERN, description="Item id.")]
 
 
 def _json(body: bytes, status: int = 200) -> Response:
@@ -97,7 +97,7 @@ def create_app(settings: HistorySettings | None = None) -> FastAPI:
         feed: Feed,
         limit: Annotated[int, Query(ge=1, le=200)] = 20,
         before: Annotated[str | None, Query(max_length=64, description="A `next_before` cursor.")] = None,
-        tag: Annotated[str | None, Query(pattern=r"^[a-z0-9][a-z0-9-]{0,39}$")] = None,
+        tag: Annotated[str | None, Query(pattern=TAG_PATTERN)] = None,
     ) -> Response:
         """Current items (edits applied, retractions gone), newest first.
 

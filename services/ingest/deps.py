@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Header, Path, Request
 
 from shared.http import ApiError
-from shared.models import FEED_PATTERN
+from shared.models import FEED_PATTERN, ITEM_ID_PATTERN
 
 from .publisher import Ingest
 
@@ -45,7 +45,7 @@ async def _writer(request: Request, ingest: IngestDep) -> str:
 
 Writer = Annotated[str, Depends(_writer)]
 Feed = Annotated[str, Path(pattern=FEED_PATTERN, description="Feed slug, e.g. `ukraine`.")]
-ItemId = Annotated[str, Path(pattern=r"^[0-9a-z]{26}$", description="Item id (a ULID).")]
+ItemId = Annotated[str, Path(pattern=ITEM_ID_PATTERN, description="Item id (a ULID).")]
 IdempotencyKey = Annotated[
     str | None,
     Header(alias="Idempotency-Key", max_length=128, pattern=r"^[\x21-\x7e]+$",

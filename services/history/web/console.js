@@ -7,10 +7,10 @@ import { FeedList } from './feedlist.js';
 import { changes, draftItem, problemsWith, readForm } from './draft.js';
 import { LiveStream, STATE_TEXT } from './live.js';
 import { el, formatTime, renderItem } from './render.js';
+import { FEED_RE } from './rules.js';
 
 const TOKEN_KEY = 'livefeed.newsroom.token';
 const FEED_KEY = 'livefeed.newsroom.feed';
-const FEED_RE = /^[a-z0-9][a-z0-9-]{0,62}$/;
 const PAGE_SIZE = 50;
 const CONFIRM_MS = 4000;
 

@@ -1,7 +1,7 @@
 // The console's draft of an update: read from the form, checked as the API checks it, and
 // turned into the item readers will see (for the preview) or the fields a correction changes.
 
-const TAG_RE = /^[a-z0-9][a-z0-9-]{0,39}$/;
+import { TAG_RE } from './rules.js';
 
 /** What the form holds, as the API takes it. */
 export function readForm(fields) {

@@ -6,6 +6,7 @@ import { feedPath, getJSON } from './api.js';
 import { FeedList } from './feedlist.js';
 import { LiveStream, STATE_TEXT } from './live.js';
 import { el, formatTime, localizeTimes } from './render.js';
+import { ITEM_ID_RE } from './rules.js';
 
 const PAGE_SIZE = 20;
 const MAX_REVEAL_PAGES = 100;
@@ -251,8 +252,8 @@ async function reveal(id) {
 }
 
 function idFromHash(hash) {
-  const match = /^#item-([0-9a-z]{26})$/.exec(hash);
-  return match ? match[1] : null;
+  const id = hash.startsWith('#item-') ? hash.slice(6) : '';
+  return ITEM_ID_RE.test(id) ? id : null;
 }
 
 document.addEventListener('click', (event) => {
