@@ -3,29 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
-import uuid
 from collections.abc import Callable
-from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from aiokafka.partitioner import murmur2
-from aiokafka.protocol.api import Request, RequestStruct, Response
-from aiokafka.protocol.types import (
-    AbstractType,
-    Boolean,
-    CompactArray,
-    CompactString,
-    Int16,
-    Int32,
-    Schema,
-    TaggedFields,
-)
 
 from .settings import CommonSettings
+from .topic_id import topic_epoch
 
 __all__ = [
     "ensure_topic",
@@ -133,88 +120,6 @@ async def ensure_topic(settings: CommonSettings) -> None:
         await admin.close()
 
 
-class _Uuid(AbstractType[bytes]):  # type: ignore[misc]
-    @classmethod
-    def encode(cls, value: bytes) -> bytes:
-        return value
-
-    @classmethod
-    def decode(cls, data: Any) -> bytes:
-        raw: bytes = data.read(16)
-        return raw
-
-
-class _MetadataResponse_v12(Response):  # type: ignore[misc]
-    API_KEY = 3
-    API_VERSION = 12
-    SCHEMA = Schema(
-        ("throttle_time_ms", Int32),
-        (
-            "brokers",
-            CompactArray(
-                ("node_id", Int32),
-                ("host", CompactString("utf-8")),
-                ("port", Int32),
-                ("rack", CompactString("utf-8")),
-                ("tags", TaggedFields),
-            ),
-        ),
-        ("cluster_id", CompactString("utf-8")),
-        ("controller_id", Int32),
-        (
-            "topics",
-            CompactArray(
-                ("error_code", Int16),
-                ("name", CompactString("utf-8")),
-                ("topic_id", _Uuid),
-                ("is_internal", Boolean),
-                (
-                    "partitions",
-                    CompactArray(
-                        ("error_code", Int16),
-                        ("partition_index", Int32),
-                        ("leader_id", Int32),
-                        ("leader_epoch", Int32),
-                        ("replica_nodes", CompactArray(Int32)),
-                        ("isr_nodes", CompactArray(Int32)),
-                        ("offline_replicas", CompactArray(Int32)),
-                        ("tags", TaggedFields),
-                    ),
-                ),
-                ("topic_authorized_operations", Int32),
-                ("tags", TaggedFields),
-            ),
-        ),
-        ("tags", TaggedFields),
-    )
-
-
-class _MetadataRequest_v12(RequestStruct):  # type: ignore[misc]
-    API_KEY = 3
-    API_VERSION = 12
-    FLEXIBLE_VERSION = True
-    RESPONSE_TYPE = _MetadataResponse_v12
-    SCHEMA = Schema(
-        (
-            "topics",
-            CompactArray(("topic_id", _Uuid), ("name", CompactString("utf-8")), ("tags", TaggedFields)),
-        ),
-        ("allow_auto_topic_creation", Boolean),
-        ("include_topic_authorized_operations", Boolean),
-        ("tags", TaggedFields),
-    )
-
-
-class _TopicIdRequest(Request[_MetadataRequest_v12]):  # type: ignore[misc]
-    API_KEY = 3
-
-    def __init__(self, struct: _MetadataRequest_v12) -> None:
-        self._struct = struct
-
-    def build(self, request_struct_class: type[_MetadataRequest_v12]) -> _MetadataRequest_v12:
-        return self._struct
-
-
 async def read_topic_epoch(settings: CommonSettings) -> str:
     """The topic's epoch, for a service that has no producer of its own to ask with."""
     producer = make_producer(settings)
@@ -223,25 +128,3 @@ async def read_topic_epoch(settings: CommonSettings) -> str:
         return await topic_epoch(producer, settings.topic)
     finally:
         await producer.stop()
-
-
-async def topic_epoch(producer: AIOKafkaProducer, topic: str) -> str:
-    """A short hash of the topic's Kafka id: it changes when the topic is deleted and recreated.
-
-    aiokafka does not expose topic ids, so this asks the broker with a Metadata v12 request.
-    """
-    client = producer.client
-    node_id = client.get_random_node()
-    request = _MetadataRequest_v12(
-        topics=[(bytes(16), topic, {})],
-        allow_auto_topic_creation=False,
-        include_topic_authorized_operations=False,
-        tags={},
-    )
-    response = await client.send(node_id, _TopicIdRequest(request))
-    for entry in response.topics:
-        if entry[1] == topic:
-            if entry[0] != 0:
-                raise RuntimeError(f"Kafka refused metadata for {topic!r}: error {entry[0]}")
-            return hashlib.sha256(uuid.UUID(bytes=entry[2]).bytes).hexdigest()[:8]
-    raise RuntimeError(f"topic {topic!r} not found")
