@@ -5,11 +5,7 @@ event whose version is not newer than the stored one changes nothing, and histor
 per-partition watermark makes a replayed Kafka record a no-op. Kafka stays the source of
 truth; everything here can be rebuilt from the topic (``services/history/consumer.py``).
 
-Keys (prefix ``lf:``): ``item:{feed}:{id}`` hash; ``list:{feed}``, ``tag:{feed}:{tag}`` and
-``keyev:{feed}`` and ``pinned:{feed}`` sorted sets scored by the publish offset; ``feeds`` sorted set scored by the
-last change; ``head:{feed}`` the cursor of the feed's last event history applied; ``wm:{partition}``
-the watermark; ``op:{op}`` the item id a keyed publish made (:attr:`Event.op`); ``meta:epoch`` the
-topic epoch the data belongs to. ``idem:`` and ``lock:`` belong to ingest.
+The key layout is in :mod:`shared.keys`.
 
 A list answer's cursor is the feed's partition watermark, not the feed's last event: history has
 applied everything in the partition up to it, so nothing of the feed lies between the items and
@@ -29,13 +25,13 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from . import keys
 from .cursor import Cursor
 from .settings import CommonSettings
 from .wire import Event, EventType
 
 __all__ = ["ItemStore", "StoreEmptied", "StoredItem", "make_redis"]
 
-PREFIX = "lf:"
 MAX_KEY_EVENTS = 1_000
 
 
@@ -55,41 +51,41 @@ def make_redis(settings: CommonSettings) -> aioredis.Redis:
     )
 
 
-_APPLY = """
-local prefix, feed, id = ARGV[1], ARGV[2], ARGV[3]
-local version = tonumber(ARGV[4])
-local status = ARGV[5]
-local item_json = ARGV[6]
-local offset = tonumber(ARGV[7])
-local cursor = ARGV[8]
-local key_event = ARGV[9] == '1'
-local max_items = tonumber(ARGV[10])
-local ttl = tonumber(ARGV[11])
-local wm_key = ARGV[12]
-local now_ms = tonumber(ARGV[13])
-local tags_json = ARGV[14]
-local max_keys = tonumber(ARGV[15])
-local pinned = ARGV[16] == '1'
-local op = ARGV[17]
-local op_ttl = tonumber(ARGV[18])
+_APPLY = keys.LUA + """
+local feed, id = ARGV[1], ARGV[2]
+local version = tonumber(ARGV[3])
+local status = ARGV[4]
+local item_json = ARGV[5]
+local offset = tonumber(ARGV[6])
+local cursor = ARGV[7]
+local key_event = ARGV[8] == '1'
+local max_items = tonumber(ARGV[9])
+local ttl = tonumber(ARGV[10])
+local wm_key = ARGV[11] ~= '' and k_wm(ARGV[11]) or ''
+local now_ms = tonumber(ARGV[12])
+local tags_json = ARGV[13]
+local max_keys = tonumber(ARGV[14])
+local pinned = ARGV[15] == '1'
+local op = ARGV[16]
+local op_ttl = tonumber(ARGV[17])
 
 if wm_key ~= '' then
-  if redis.call('EXISTS', prefix .. 'meta:epoch') == 0 then return -1 end
+  if redis.call('EXISTS', k_epoch()) == 0 then return -1 end
   local wm = redis.call('GET', wm_key)
   if wm and tonumber(wm) >= offset then return 0 end
 end
 if op ~= '' then
-  local first = redis.call('GET', prefix .. 'op:' .. op)
+  local first = redis.call('GET', k_op(op))
   if first and first ~= id then
     if wm_key ~= '' then redis.call('SET', wm_key, offset) end
     return 0
   end
-  redis.call('SET', prefix .. 'op:' .. op, id, 'EX', op_ttl)
+  redis.call('SET', k_op(op), id, 'EX', op_ttl)
 end
-local ikey = prefix .. 'item:' .. feed .. ':' .. id
-local list = prefix .. 'list:' .. feed
-local keyev = prefix .. 'keyev:' .. feed
-local pins = prefix .. 'pinned:' .. feed
+local ikey = k_item(feed, id)
+local list = k_list(feed)
+local keyev = k_keyev(feed)
+local pins = k_pinned(feed)
 local old = redis.call('HMGET', ikey, 'version', 'tags', 'seq')
 local applied = 0
 if (not old[1]) or tonumber(old[1]) < version then
@@ -102,7 +98,7 @@ if (not old[1]) or tonumber(old[1]) < version then
   redis.call('EXPIRE', ikey, ttl)
   if old[2] then
     for _, t in ipairs(cjson.decode(old[2])) do
-      redis.call('ZREM', prefix .. 'tag:' .. feed .. ':' .. t, id)
+      redis.call('ZREM', k_tag(feed, t), id)
     end
   end
   if status == 'retracted' then
@@ -113,7 +109,7 @@ if (not old[1]) or tonumber(old[1]) < version then
     redis.call('ZADD', list, seq, id)
     redis.call('EXPIRE', list, ttl)
     for _, t in ipairs(cjson.decode(tags_json)) do
-      local tkey = prefix .. 'tag:' .. feed .. ':' .. t
+      local tkey = k_tag(feed, t)
       redis.call('ZADD', tkey, seq, id)
       redis.call('EXPIRE', tkey, ttl)
     end
@@ -137,47 +133,47 @@ if (not old[1]) or tonumber(old[1]) < version then
   local n = redis.call('ZCARD', list)
   if n > max_items then
     for _, v in ipairs(redis.call('ZRANGE', list, 0, n - max_items - 1)) do
-      local vkey = prefix .. 'item:' .. feed .. ':' .. v
+      local vkey = k_item(feed, v)
       redis.call('ZREM', list, v)
       local vt = redis.call('HMGET', vkey, 'tags', 'key', 'pin')
       if vt[1] then
         for _, t in ipairs(cjson.decode(vt[1])) do
-          redis.call('ZREM', prefix .. 'tag:' .. feed .. ':' .. t, v)
+          redis.call('ZREM', k_tag(feed, t), v)
         end
       end
       if vt[2] ~= '1' and vt[3] ~= '1' then redis.call('DEL', vkey) end
     end
   end
-  redis.call('ZADD', prefix .. 'feeds', now_ms, feed)
-  redis.call('ZREMRANGEBYSCORE', prefix .. 'feeds', '-inf', now_ms - ttl * 1000)
+  redis.call('ZADD', k_feeds(), now_ms, feed)
+  redis.call('ZREMRANGEBYSCORE', k_feeds(), '-inf', now_ms - ttl * 1000)
 end
 if wm_key ~= '' then
   redis.call('SET', wm_key, offset)
-  redis.call('SET', prefix .. 'head:' .. feed, cursor, 'EX', ttl)
+  redis.call('SET', k_head(feed), cursor, 'EX', ttl)
 end
 return applied
 """
 
 
-_HEAD = """
-local function head(prefix, feed)
-  if redis.call('EXISTS', prefix .. 'meta:epoch') == 0 then return -1 end
-  local h = redis.call('GET', prefix .. 'head:' .. feed)
+_HEAD = keys.LUA + """
+local function head(feed)
+  if redis.call('EXISTS', k_epoch()) == 0 then return -1 end
+  local h = redis.call('GET', k_head(feed))
   if not h then return false end
   local epoch, partition = string.match(h, '^([^.]+)%.(%d+)%.')
-  local wm = redis.call('GET', prefix .. 'wm:' .. partition)
+  local wm = redis.call('GET', k_wm(partition))
   if not wm then return h end
   return epoch .. '.' .. partition .. '.' .. wm
 end
 """
 
 _PAGE = _HEAD + """
-local prefix, feed, index, top, limit = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
-local out = {head(prefix, feed)}
+local feed, index, top, limit = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local out = {head(feed)}
 if out[1] == -1 then return out end
 local ids = redis.call('ZRANGE', index, top, '-inf', 'BYSCORE', 'REV', 'LIMIT', 0, limit)
 for _, id in ipairs(ids) do
-  local row = redis.call('HMGET', prefix .. 'item:' .. feed .. ':' .. id, 'item', 'version', 'status', 'seq', 'cursor')
+  local row = redis.call('HMGET', k_item(feed, id), 'item', 'version', 'status', 'seq', 'cursor')
   if not row[1] then
     redis.call('ZREM', index, id)
   elseif row[3] == 'published' then
@@ -219,7 +215,7 @@ class ItemStore:
         self.op_ttl_s = op_ttl_s
         self._apply = redis.register_script(_APPLY)
         self._page = redis.register_script(_PAGE)
-        self._head = redis.register_script(_HEAD + "return head(ARGV[1], ARGV[2])")
+        self._head = redis.register_script(_HEAD + "return head(ARGV[1])")
 
     async def apply(self, event: Event, cursor: Cursor, *, watermark: bool = False) -> int:
         """Store ``event`` at ``cursor`` unless a newer version is there.
@@ -231,7 +227,6 @@ class ItemStore:
         item = event.item
         result = await self._apply(
             args=[
-                PREFIX,
                 event.feed,
                 event.item_id,
                 event.version,
@@ -242,7 +237,7 @@ class ItemStore:
                 "1" if item.get("key_event") else "0",
                 self.max_items,
                 self.max_age_s,
-                f"{PREFIX}wm:{cursor.partition}" if watermark else "",
+                str(cursor.partition) if watermark else "",
                 int(time.time() * 1000),
                 orjson.dumps(item.get("tags", [])),
                 MAX_KEY_EVENTS,
@@ -255,7 +250,7 @@ class ItemStore:
 
     async def get(self, feed: str, item_id: str) -> StoredItem | None:
         values: list[Any] = await self.redis.hmget(
-            f"{PREFIX}item:{feed}:{item_id}", ["item", "version", "status", "seq", "cursor"]
+            keys.key("item", feed=feed, id=item_id), ["item", "version", "status", "seq", "cursor"]
         )
         return _stored(values)
 
@@ -276,7 +271,7 @@ class ItemStore:
         async with self.redis.pipeline(transaction=False) as pipe:
             for item_id in ids:
                 pipe.hmget(
-                    f"{PREFIX}item:{feed}:{item_id.decode()}",
+                    keys.key("item", feed=feed, id=item_id.decode()),
                     ["item", "version", "status", "seq", "cursor"],
                 )
             rows: list[Any] = await pipe.execute()
@@ -301,7 +296,7 @@ class ItemStore:
         """
         top = "+inf" if before is None else f"({before}"
         rows: list[Any] = await self._page(
-            args=[PREFIX, feed, self._index(feed, tag=tag, key_events=key_events, pinned=pinned), top, limit]
+            args=[feed, self._index(feed, tag=tag, key_events=key_events, pinned=pinned), top, limit]
         )
         if rows[0] == -1:
             raise StoreEmptied
@@ -315,48 +310,49 @@ class ItemStore:
     @staticmethod
     def _index(feed: str, *, tag: str | None, key_events: bool, pinned: bool) -> str:
         if key_events:
-            return f"{PREFIX}keyev:{feed}"
+            return keys.key("keyev", feed=feed)
         if pinned:
-            return f"{PREFIX}pinned:{feed}"
+            return keys.key("pinned", feed=feed)
         if tag is not None:
-            return f"{PREFIX}tag:{feed}:{tag}"
-        return f"{PREFIX}list:{feed}"
+            return keys.key("tag", feed=feed, tag=tag)
+        return keys.key("list", feed=feed)
 
     async def feeds(self) -> list[tuple[str, int]]:
         """Every live feed with the time of its last change (ms since the epoch), newest first."""
-        rows: list[Any] = await self.redis.zrange(f"{PREFIX}feeds", 0, -1, desc=True, withscores=True)
+        rows: list[Any] = await self.redis.zrange(keys.key("feeds"), 0, -1, desc=True, withscores=True)
         return [(feed.decode(), int(score)) for feed, score in rows]
 
     async def feed_count(self) -> int:
-        return int(await self.redis.zcard(f"{PREFIX}feeds"))
+        return int(await self.redis.zcard(keys.key("feeds")))
 
     async def has_feed(self, feed: str) -> bool:
-        return await self.redis.zscore(f"{PREFIX}feeds", feed) is not None
+        return await self.redis.zscore(keys.key("feeds"), feed) is not None
 
     async def head(self, feed: str) -> Cursor | None:
         """The position ``feed``'s items reflect: its partition's watermark (see the module doc).
 
         Raises :class:`StoreEmptied` if Redis has lost the data, so no empty answer passes as a feed.
         """
-        value: Any = await self._head(args=[PREFIX, feed])
+        value: Any = await self._head(args=[feed])
         if value == -1:
             raise StoreEmptied
         return None if not value else Cursor.parse(value.decode())
 
     async def watermark(self, partition: int) -> int | None:
-        value: Any = await self.redis.get(f"{PREFIX}wm:{partition}")
+        value: Any = await self.redis.get(keys.key("wm", partition=partition))
         return None if value is None else int(value)
 
     async def epoch(self) -> str | None:
-        value: Any = await self.redis.get(f"{PREFIX}meta:epoch")
+        value: Any = await self.redis.get(keys.key("epoch"))
         return None if value is None else value.decode()
 
     async def reset(self, epoch: str) -> None:
         """Forget every feed (their data belongs to another topic epoch) and adopt ``epoch``."""
-        async for key in self.redis.scan_iter(match=f"{PREFIX}*", count=1000):
-            if not key.startswith(f"{PREFIX}idem:".encode()):
-                await self.redis.delete(key)
-        await self.redis.set(f"{PREFIX}meta:epoch", epoch)
+        rebuilt = tuple((keys.PREFIX + keys.PATTERNS[name].split("{")[0]).encode() for name in keys.REBUILT)
+        async for found in self.redis.scan_iter(match=f"{keys.PREFIX}*", count=1000):
+            if found.startswith(rebuilt):
+                await self.redis.delete(found)
+        await self.redis.set(keys.key("epoch"), epoch)
 
 
 def _stored(values: list[Any]) -> StoredItem | None:

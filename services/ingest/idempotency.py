@@ -1,6 +1,6 @@
 """Idempotency-Key support: a retried write returns the first answer and publishes nothing new.
 
-A key's record lives in Redis (``lf:idem:{scope}:{key}``) for the configured TTL. The first
+A key's record lives in Redis (``idem:{scope}:{key}``, see :mod:`shared.keys`) for the configured TTL. The first
 request holds a lease while it publishes; a concurrent retry waits for its answer; a retry
 after a failed attempt takes over and reuses the item id the first attempt chose, so even an
 ambiguous Kafka failure cannot make two different items of one post.
@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 import redis.asyncio as aioredis
+
+from shared import keys
 
 __all__ = ["Claim", "IdempotencyStore", "LocalAnswers", "op_id"]
 
@@ -95,7 +97,7 @@ class IdempotencyStore:
 
     @staticmethod
     def redis_key(scope: str, key: str) -> str:
-        return f"lf:idem:{scope}:{key}"
+        return keys.key("idem", scope=scope, key=key)
 
     async def begin(self, scope: str, key: str, fingerprint: str, item_id: str, *, wait_s: float = 10.0) -> Claim:
         """Claim ``key`` for this request, or return the stored answer of an earlier one.

@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 
 import redis.asyncio as aioredis
 
+from shared import keys
 from shared.breaker import Breaker, StoreUnavailable
 
 __all__ = ["ItemBusy", "item_lock"]
@@ -26,12 +27,12 @@ class ItemBusy(Exception):
 async def item_lock(
     redis: aioredis.Redis, breaker: Breaker, feed: str, item_id: str, *, hold_s: float = 10.0, wait_s: float = 5.0
 ) -> AsyncIterator[None]:
-    """Hold ``lf:lock:{feed}:{id}`` for the body; it expires by itself after ``hold_s``.
+    """Hold the ``lock:{feed}:{id}`` key (:mod:`shared.keys`) for the body; it expires by itself after ``hold_s``.
 
     Raises :class:`~shared.breaker.StoreUnavailable` when Redis cannot be reached; a lock that
     cannot be released then simply expires.
     """
-    key = f"lf:lock:{feed}:{item_id}"
+    key = keys.key("lock", feed=feed, id=item_id)
     owner = uuid.uuid4().hex
     deadline = time.monotonic() + wait_s
     while not await breaker.call(lambda: redis.set(key, owner, nx=True, px=int(hold_s * 1000))):

@@ -12,6 +12,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from deploy.stack import Stack
+from shared import keys
 from shared.cursor import Cursor
 from shared.store import ItemStore
 from shared.wire import Event, EventType
@@ -50,11 +51,11 @@ async def test_retention_bounds_each_feed_and_keeps_key_events_and_pins(redis: a
         await store.apply(_event(feed, f"{n:026d}", 1, key_event=n == 2, pinned=n == 3), Cursor("e", 0, n))
     listed = await store.items(feed, limit=100)
     assert [s.seq for s in listed] == list(range(24, 14, -1))
-    assert await redis.zcard(f"lf:tag:{feed}:x") == 10
+    assert await redis.zcard(keys.key("tag", feed=feed, tag="x")) == 10
     assert [s.seq for s in await store.items(feed, limit=100, key_events=True)] == [2]
     assert [s.seq for s in await store.items(feed, limit=100, pinned=True)] == [3]
-    assert await redis.exists(f"lf:item:{feed}:{0:026d}") == 0
-    assert await redis.ttl(f"lf:item:{feed}:{24:026d}") > 3000
+    assert await redis.exists(keys.key("item", feed=feed, id=f"{0:026d}")) == 0
+    assert await redis.ttl(keys.key("item", feed=feed, id=f"{24:026d}")) > 3000
 
 
 async def _snapshot(api: httpx.AsyncClient, feeds: list[str]) -> dict[str, Any]:
@@ -120,7 +121,7 @@ async def test_replaying_the_topic_over_existing_history_changes_nothing(
     await _wait_ready(api)
     before = await _snapshot(api, feeds)
     stack.stop_process("history")
-    watermarks = [key async for key in redis.scan_iter(match="lf:wm:*")]
+    watermarks = [key async for key in redis.scan_iter(match=keys.key("wm", partition="*"))]
     assert watermarks
     await redis.delete(*watermarks)
     await asyncio.to_thread(stack.start_service, "history")

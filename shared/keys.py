@@ -1,0 +1,69 @@
+"""Every Redis key livefeed writes, in one table: the one place the key layout lives.
+
+Each key is a pattern over named parts. :func:`key` fills one in from Python; :data:`LUA`
+defines the same patterns as Lua functions (``k_item(feed, id)``) for the store's scripts,
+so a script and a method can never disagree on a name.
+
+=================== ======== ================================================ ==========
+pattern             type     what                                             written by
+=================== ======== ================================================ ==========
+item:{feed}:{id}    hash     an item's JSON, version, status, seq, cursor     history
+list:{feed}         zset     live items, scored by publish offset             history
+tag:{feed}:{tag}    zset     live items with the tag                          history
+keyev:{feed}        zset     key events                                       history
+pinned:{feed}       zset     pinned items                                     history
+feeds               zset     feeds, scored by last change (ms)                history
+head:{feed}         string   cursor of the feed's last applied event          history
+wm:{partition}      string   the partition offset history has applied         history
+op:{op}             string   the item a keyed publish made (Event.op)         history
+meta:epoch          string   the topic epoch the data belongs to              history
+idem:{scope}:{key}  hash     an Idempotency-Key's claim and answer            ingest
+lock:{feed}:{id}    string   a short lock while an item is edited             ingest
+=================== ======== ================================================ ==========
+
+Every key starts with :data:`PREFIX`. ingest also writes history's item keys after a write
+(write-through); history rebuilds everything but ``idem:`` from Kafka.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["LUA", "PATTERNS", "PREFIX", "REBUILT", "key"]
+
+PREFIX = "lf:"
+
+PATTERNS: dict[str, str] = {
+    "item": "item:{feed}:{id}",
+    "list": "list:{feed}",
+    "tag": "tag:{feed}:{tag}",
+    "keyev": "keyev:{feed}",
+    "pinned": "pinned:{feed}",
+    "feeds": "feeds",
+    "head": "head:{feed}",
+    "wm": "wm:{partition}",
+    "op": "op:{op}",
+    "epoch": "meta:epoch",
+    "idem": "idem:{scope}:{key}",
+    "lock": "lock:{feed}:{id}",
+}
+
+REBUILT = frozenset(PATTERNS) - {"idem", "lock"}
+"""The keys history owns: a rebuild deletes and refills them from Kafka."""
+
+_PART = re.compile(r"\{(\w+)\}")
+
+
+def key(name: str, **parts: object) -> str:
+    """The full key ``name`` names, e.g. ``key("item", feed="world", id="01…")``."""
+    return PREFIX + PATTERNS[name].format(**parts)
+
+
+def _lua(name: str, pattern: str) -> str:
+    split = _PART.split(PREFIX + pattern)
+    pieces = [repr(text) if i % 2 == 0 else text for i, text in enumerate(split) if text]
+    return f"local function k_{name}({', '.join(split[1::2])}) return {' .. '.join(pieces)} end"
+
+
+LUA = "\n".join(_lua(name, pattern) for name, pattern in PATTERNS.items()) + "\n"
+"""The patterns as Lua functions ``k_<name>(parts…)``, to prepend to a script."""
