@@ -123,6 +123,8 @@ def _start_stack(args: argparse.Namespace, run_dir: Path) -> Stack:
         extra_env={
             "LIVEFEED_WRITE_RATE_PER_S": "1000000",
             "LIVEFEED_WRITE_BURST": "1000000",
+            "LIVEFEED_GATEWAY_READ_RATE_PER_S": "1000000",
+            "LIVEFEED_GATEWAY_READ_BURST": "1000000",
         },
     )
     try:

@@ -1,4 +1,5 @@
-"""The README's settings table, generated from the pydantic-settings classes in shared/settings.py.
+"""The README's settings table, generated from the pydantic-settings classes in shared/settings.py
+and the gateway's settings in deploy/gateway.py (nginx template values, not a Python service's).
 
 ``python -m deploy.settings_table`` prints it; ``--write README.md`` puts it between the
 README's ``settings-table`` markers. Generating it (and a test comparing it with the README)
@@ -16,6 +17,7 @@ from pathlib import Path
 from pydantic import SecretStr
 from pydantic.fields import FieldInfo
 
+from deploy.gateway import GATEWAY_SETTINGS
 from shared.settings import CommonSettings, FanoutSettings, HistorySettings, IngestSettings
 
 __all__ = [
@@ -58,15 +60,16 @@ def env_name(cls: type[CommonSettings], field: str) -> str:
 
 
 def settings() -> list[Setting]:
-    """Every setting of every service, in declaration order (the common ones first)."""
+    """Every setting of every service, in declaration order (the common ones first), then the gateway's."""
     found: dict[str, tuple[FieldInfo, list[str]]] = {}
     for service, cls in SERVICES.items():
         for field, info in cls.model_fields.items():
             name = env_name(cls, field)
             found.setdefault(name, (info, []))[1].append(service)
     return [
-        Setting(name, _format_default(info), tuple(services), info.description or "")
-        for name, (info, services) in found.items()
+        *(Setting(name, _format_default(info), tuple(services), info.description or "")
+          for name, (info, services) in found.items()),
+        *(Setting(g.name, g.default, ("gateway",), g.description) for g in GATEWAY_SETTINGS),
     ]
 
 

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from string import Template
 
+from deploy.gateway import gateway_values
+
 __all__ = ["KAFKA_VERSION", "Stack", "Topology", "main"]
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -152,11 +154,18 @@ class Stack:
         _wait_http(f"http://{self.topology.host}:{port}/healthz", 90, name, self._alive(name))
 
     def start_gateway(self) -> None:
+        """Render the gateway template (its settings from the environment and ``extra_env``, as the
+        services get theirs), check it with nginx -t and start nginx."""
         t = self.topology
         conf_dir = self.run_dir / "nginx"
         for sub in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
             (conf_dir / "tmp" / sub).mkdir(parents=True, exist_ok=True)
+        try:
+            settings = gateway_values({**os.environ, **self.env()})
+        except ValueError as exc:
+            raise RuntimeError(f"gateway settings: {exc}") from exc
         site = Template((DEPLOY / "nginx" / "livefeed.conf.template").read_text()).safe_substitute(
+            settings,
             LIVEFEED_INGEST_UPSTREAM=f"{t.host}:{t.ingest}",
             LIVEFEED_HISTORY_UPSTREAM=f"{t.host}:{t.history}",
             LIVEFEED_FANOUT_UPSTREAM=f"{t.host}:{t.fanout}",

@@ -38,6 +38,8 @@ def stack() -> Iterator[Stack]:
             "LIVEFEED_FANOUT_QUEUE_LIMIT": "262144",
             "LIVEFEED_WRITE_RATE_PER_S": "5000",
             "LIVEFEED_WRITE_BURST": "5000",
+            "LIVEFEED_GATEWAY_WRITE_RATE_PER_S": "5000",
+            "LIVEFEED_GATEWAY_WRITE_BURST": "5000",
         },
     )
     try:
