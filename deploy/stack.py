@@ -1,8 +1,11 @@
 """The local runner: starts the real Kafka, Redis and nginx and the three services on one machine.
 
 It mirrors docker-compose.yml (same services, same ``LIVEFEED_*`` settings, same gateway
-config) for machines without a Docker engine. ``python -m deploy.stack up`` runs the stack in
-the foreground until Ctrl-C or SIGTERM; the tests drive :class:`Stack` directly, on other ports.
+config, Redis persisted the same way) for machines without a Docker engine. ``python -m
+deploy.stack up`` runs the stack in the foreground until Ctrl-C or SIGTERM and, like compose's
+``restart: unless-stopped``, starts again any process that exits (policy in ``supervisor.py``).
+Each process's pid is in ``<run dir>/pids/<name>.pid``, its output in ``<run dir>/logs/<name>.log``.
+The tests drive :class:`Stack` directly, on other ports.
 """
 
 from __future__ import annotations
@@ -20,20 +23,27 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from string import Template
 
 from deploy.gateway import gateway_values
+from deploy.supervisor import Supervisor
 
-__all__ = ["KAFKA_VERSION", "Stack", "Topology", "main"]
+__all__ = ["KAFKA_VERSION", "REDIS_PERSISTENCE", "Stack", "Topology", "main", "supervise"]
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 KAFKA_VERSION = "4.1.1"
 CACHE = Path(os.environ.get("LIVEFEED_CACHE", Path.home() / ".cache" / "livefeed"))
 SERVICES = ("ingest", "history", "fanout")
+START_ORDER = ("redis", "kafka", *SERVICES, "gateway")
 DEMO_TOKEN = "demo-newsroom-token"
+REDIS_PERSISTENCE = ("--appendonly", "yes", "--appendfsync", "everysec", "--save", "")
+"""Redis keeps idempotency keys (and history) across a restart in its append-only file, synced
+every second: a killed redis-server loses no acknowledged write, a lost machine at most the
+last second. docker-compose.yml's redis runs with the same options."""
 
 
 @dataclass(frozen=True)
@@ -75,6 +85,8 @@ class Stack:
     extra_env: dict[str, str] = field(default_factory=dict)
     quiet: bool = False
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    commands: dict[str, tuple[list[str], dict[str, str] | None]] = field(default_factory=dict)
+    """What each process was spawned with, so :meth:`respawn` can start it again as it was."""
 
     def log(self, message: str) -> None:
         if not self.quiet:
@@ -111,7 +123,8 @@ class Stack:
         self.start_gateway()
 
     def stop(self) -> None:
-        for name in reversed(list(self.procs)):
+        """Stop every process, in the reverse of the start order (a restarted one is not stopped first)."""
+        for name in sorted(self.procs, key=_start_rank, reverse=True):
             self.stop_process(name)
 
     def start_redis(self) -> None:
@@ -120,7 +133,7 @@ class Stack:
         self._spawn(
             "redis",
             [_need("redis-server"), "--bind", self.topology.host, "--port", str(self.topology.redis),
-             "--dir", str(data), "--save", "", "--appendonly", "no", "--protected-mode", "yes",
+             "--dir", str(data), *REDIS_PERSISTENCE, "--protected-mode", "yes",
              "--maxmemory", "1gb", "--maxmemory-policy", "noeviction"],
         )
         _wait_port(self.topology.host, self.topology.redis, 30, "redis")
@@ -201,7 +214,11 @@ http {{
 
     def stop_process(self, name: str, timeout: float = 15.0) -> None:
         proc = self.procs.pop(name, None)
-        if proc is None or proc.poll() is not None:
+        self._pid_file(name).unlink(missing_ok=True)
+        if proc is None:
+            return
+        if proc.poll() is not None:
+            _kill_leftovers(proc)
             return
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
@@ -216,19 +233,43 @@ http {{
         self.stop_process(name)
         self.start_service(name)
 
+    def reap(self) -> list[tuple[str, int]]:
+        """The processes that exited since the last call, with their exit codes (-N: killed by signal N).
+
+        Each is forgotten (as :meth:`stop_process` would) and whatever it left in its process
+        group is killed: nginx workers outlive a killed master and keep the port.
+        """
+        exited = [(name, code) for name, proc in self.procs.items() if (code := proc.poll()) is not None]
+        for name, _ in exited:
+            self.stop_process(name)
+        return exited
+
+    def respawn(self, name: str) -> None:
+        """Spawn ``name`` again with the command it was first started with, without waiting for it."""
+        argv, env = self.commands[name]
+        self._spawn(name, argv, env)
+
+    def log_path(self, name: str) -> Path:
+        return self.run_dir / "logs" / f"{name}.log"
+
+    def _pid_file(self, name: str) -> Path:
+        return self.run_dir / "pids" / f"{name}.pid"
+
     def _alive(self, name: str) -> subprocess.Popen[bytes]:
         return self.procs[name]
 
     def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
         self.log(f"starting {name}")
-        logs = self.run_dir / "logs"
-        logs.mkdir(parents=True, exist_ok=True)
-        out = open(logs / f"{name}.log", "ab")  # noqa: SIM115 - the child owns it
+        self.log_path(name).parent.mkdir(parents=True, exist_ok=True)
+        out = open(self.log_path(name), "ab")  # noqa: SIM115 - the child owns it
         full_env = {**os.environ, **(env or {}), "PYTHONPATH": str(ROOT)}
-        self.procs[name] = subprocess.Popen(
+        self.procs[name] = proc = subprocess.Popen(
             argv, stdout=out, stderr=subprocess.STDOUT, env=full_env, cwd=ROOT, start_new_session=True
         )
         out.close()
+        self.commands[name] = (argv, env)
+        self._pid_file(name).parent.mkdir(parents=True, exist_ok=True)
+        self._pid_file(name).write_text(f"{proc.pid}\n")
 
 
 def fetch_kafka(log: object = print) -> Path:
@@ -247,6 +288,24 @@ def fetch_kafka(log: object = print) -> Path:
     )
     marker.touch()
     return libs
+
+
+def _start_rank(name: str) -> int:
+    return START_ORDER.index(name) if name in START_ORDER else len(START_ORDER)
+
+
+def _kill_leftovers(proc: subprocess.Popen[bytes]) -> None:
+    """Kill what is left of an exited process's group (it was started in a session of its own)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+def _exit_reason(code: int) -> str:
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            return f"killed by {signal.Signals(-code).name}"
+        return f"killed by signal {-code}"
+    return f"exit code {code}"
 
 
 def _need(program: str) -> str:
@@ -282,8 +341,8 @@ def _wait_http(
 def post_demo_items(stack: Stack) -> int:
     """Post the project's demo items to each demo feed that is still empty.
 
-    Waits until history has caught up with Kafka first (Redis starts empty on every run and
-    is rebuilt from the topic), so a restart does not post the demo items a second time.
+    Waits until history has caught up with Kafka first (it rebuilds Redis from the topic when
+    Redis comes back without its data), so a restart does not post the demo items a second time.
     """
     base = stack.topology.base_url
     _wait_http(f"{base}/api/history/readyz", 120, "history readiness", ok_below=300)
@@ -308,6 +367,32 @@ def post_demo_items(stack: Stack) -> int:
             with urllib.request.urlopen(request, timeout=15):
                 count += 1
     return count
+
+
+def supervise(stack: Stack, stopping: Callable[[], bool], supervisor: Supervisor | None = None,
+              tick_s: float = 0.2) -> None:
+    """Start again every process of ``stack`` that exits, until ``stopping()``; never raises for one.
+
+    A restart does not wait for the process to be healthy: a service that comes back before
+    Kafka or Redis waits for them itself, or exits and is restarted after the next backoff.
+    """
+    supervisor = supervisor or Supervisor()
+    for name in stack.procs:
+        supervisor.started(name, time.monotonic())
+    while not stopping():
+        for name, code in stack.reap():
+            restart = supervisor.exited(name, time.monotonic())
+            stack.log(f"{name} exited ({_exit_reason(code)}); restarting it in {restart.delay_s:g}s "
+                      f"(attempt {restart.attempt}; log: {stack.log_path(name)})")
+        for name in supervisor.due(time.monotonic()):
+            try:
+                stack.respawn(name)
+            except OSError as exc:
+                restart = supervisor.exited(name, time.monotonic())
+                stack.log(f"{name} could not be started ({exc}); trying again in {restart.delay_s:g}s")
+            else:
+                supervisor.started(name, time.monotonic())
+        time.sleep(tick_s)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -360,19 +445,10 @@ livefeed is up ({time.monotonic() - started:.1f}s). Logs: {stack.run_dir / 'logs
   Newsroom token  {stack.token}
 Try: curl -X POST {url}/v1/feeds/world/items -H 'Authorization: Bearer {stack.token}' \\
        -H 'Content-Type: application/json' -d '{{"headline": "Hello", "urgency": "breaking"}}'
-Press Ctrl-C to stop.""",
+A process that exits is started again (pids in {stack.run_dir / 'pids'}). Press Ctrl-C to stop.""",
             flush=True,
         )
-        while not stopping:
-            for name, proc in list(stack.procs.items()):
-                if proc.poll() is not None:
-                    stack.log(f"{name} exited with code {proc.returncode}; restarting it (log: .run/logs/{name}.log)")
-                    stack.procs.pop(name)
-                    if name in SERVICES:
-                        stack.start_service(name)
-                    else:
-                        raise RuntimeError(f"{name} stopped; see .run/logs/{name}.log")
-            time.sleep(0.5)
+        supervise(stack, lambda: stopping)
     except RuntimeError as exc:
         print(f"livefeed: {exc}", file=sys.stderr)
         return 1

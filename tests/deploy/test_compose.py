@@ -34,7 +34,7 @@ import yaml
 
 import deploy.stack
 from deploy.settings_table import env_name
-from deploy.stack import Stack, Topology
+from deploy.stack import REDIS_PERSISTENCE, Stack, Topology
 from shared.settings import CommonSettings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -443,6 +443,28 @@ def check_gateway(project: Project) -> list[str]:
     return problems
 
 
+def check_redis(project: Project) -> list[str]:
+    """Redis persists as the local runner's does (deploy.stack.REDIS_PERSISTENCE), into a named volume.
+
+    Without it a Redis restart forgets every Idempotency-Key, and a newsroom retry posts twice.
+    """
+    redis = [name for name, svc in project.services.items() if str(svc.get("image", "")).startswith("redis:")]
+    if len(redis) != 1:
+        return [f"expected one service running the redis image, found {redis}"]
+    name, service = redis[0], project.services[redis[0]]
+    cmd = command(service)
+    options = dict(zip(cmd[1::2], cmd[2::2], strict=False))
+    problems = [f"{name}: {option} is {options.get(option)!r}, deploy/stack.py runs Redis with {value!r}"
+                for option, value in zip(REDIS_PERSISTENCE[::2], REDIS_PERSISTENCE[1::2], strict=True)
+                if options.get(option) != value]
+    data_dir = options.get("--dir", "/data")
+    named = set(project.compose.get("volumes") or {})
+    mounts = [str(v).split(":") for v in service.get("volumes") or []]
+    if not any(len(m) >= 2 and m[0] in named and m[1] == data_dir for m in mounts):
+        problems.append(f"{name}: its --dir {data_dir} is not on a named volume, so a new container starts empty")
+    return problems
+
+
 def _volumes(service: dict[str, Any], root: Path) -> list[tuple[Path, str]]:
     mounts = []
     for volume in service.get("volumes") or []:
@@ -497,6 +519,7 @@ CHECKS: dict[str, Callable[[Project], list[str]]] = {
     "image": check_image,
     "package_data": check_package_data,
     "gateway": check_gateway,
+    "redis": check_redis,
 }
 
 
@@ -642,6 +665,13 @@ BROKEN: list[tuple[str, str, Callable[[Project], object], str]] = [
     ("gateway", "filter that catches nginx variables",
      lambda p: _edit_compose(p, lambda d: _env(d, "gateway").update(NGINX_ENVSUBST_FILTER=".")),
      "would substitute $http_host"),
+    ("redis", "no append-only file",
+     lambda p: _edit_compose(p, lambda d: d["services"]["redis"].update(
+         command=["redis-server", "--appendonly", "no", "--save", ""])),
+     "redis: --appendonly is 'no'"),
+    ("redis", "data dir off the volume",
+     lambda p: _edit_compose(p, lambda d: d["services"]["redis"].update(volumes=["redis-data:/var/lib/redis"])),
+     "redis: its --dir /data is not on a named volume"),
 ]
 
 
