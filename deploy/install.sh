@@ -32,10 +32,13 @@ if [ ! -x .venv/bin/python ]; then
   step "creating .venv"
   python3 -m venv .venv
 fi
+# Exactly the versions and hashes of deploy/requirements/dev.txt (the lock; README says how to
+# update it), then livefeed itself, editable and without dependencies of its own choosing.
 if ! .venv/bin/python -c "import shared, services, aiokafka, pytest, playwright, socketio, matplotlib" 2>/dev/null \
-   || [ pyproject.toml -nt .venv/.installed ]; then
-  step "installing Python packages into .venv"
-  .venv/bin/pip install -q --disable-pip-version-check -e ".[dev,bench]"
+   || [ deploy/requirements/dev.txt -nt .venv/.installed ] || [ pyproject.toml -nt .venv/.installed ]; then
+  step "installing the locked Python packages into .venv"
+  .venv/bin/pip install -q --disable-pip-version-check --require-hashes -r deploy/requirements/dev.txt
+  .venv/bin/pip install -q --disable-pip-version-check --no-deps -e .
   touch .venv/.installed
 fi
 

@@ -357,8 +357,12 @@ def check_scaling(project: Project) -> list[str]:
     return problems
 
 
+LOCK = "deploy/requirements/app.txt"
+"""The image installs its dependencies from the lock, so it must copy it."""
+
+
 def check_image(project: Project) -> list[str]:
-    """The Dockerfile copies what `pip install .` and the entry points need; .dockerignore keeps it."""
+    """The Dockerfile copies the lock and what `pip install .` and the entry points need; .dockerignore keeps it."""
     problems = []
     dockerfiles = set()
     for name, service in project.ours().items():
@@ -371,7 +375,7 @@ def check_image(project: Project) -> list[str]:
         dockerfiles.add((context, dockerfile))
     scripts = project.scripts
     targets = [scripts[cmd[0]] for svc in project.ours().values() if (cmd := command(svc)) and cmd[0] in scripts]
-    needed = {"pyproject.toml", *imported_top_level_packages(targets)}
+    needed = {"pyproject.toml", LOCK, *imported_top_level_packages(targets)}
     readme = project.pyproject["project"].get("readme")
     if isinstance(readme, str):
         needed.add(readme)
@@ -647,6 +651,9 @@ BROKEN: list[tuple[str, str, Callable[[Project], object], str]] = [
     ("image", "running as root",
      lambda p: _edit_text(p, "deploy/Dockerfile", "USER livefeed", "USER root"),
      "non-root USER"),
+    ("image", "lock not copied",
+     lambda p: _edit_text(p, "deploy/Dockerfile", "COPY deploy/requirements/app.txt ./requirements.txt\n", ""),
+     "does not COPY deploy/requirements/app.txt"),
     ("image", "package ignored",
      lambda p: (p.root / ".dockerignore").write_text("services\n"),
      ".dockerignore: services keeps services out"),
