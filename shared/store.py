@@ -215,7 +215,6 @@ class ItemStore:
         self.op_ttl_s = op_ttl_s
         self._apply = redis.register_script(_APPLY)
         self._page = redis.register_script(_PAGE)
-        self._head = redis.register_script(_HEAD + "return head(ARGV[1])")
 
     async def apply(self, event: Event, cursor: Cursor, *, watermark: bool = False) -> int:
         """Store ``event`` at ``cursor`` unless a newer version is there.
@@ -254,45 +253,18 @@ class ItemStore:
         )
         return _stored(values)
 
-    async def items(
-        self, feed: str, *, limit: int, before: int | None = None, tag: str | None = None,
-        key_events: bool = False, pinned: bool = False,
-    ) -> list[StoredItem]:
-        """Current items of ``feed``, newest first, published before offset ``before``.
-
-        ``key_events`` and ``pinned`` read those items alone, however far back they are
-        (they outlive the per-feed item limit, not the age limit).
-        """
-        index = self._index(feed, tag=tag, key_events=key_events, pinned=pinned)
-        top: str | int = "+inf" if before is None else f"({before}"
-        ids: list[Any] = await self.redis.zrange(index, top, "-inf", desc=True, byscore=True, offset=0, num=limit)
-        if not ids:
-            return []
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for item_id in ids:
-                pipe.hmget(
-                    keys.key("item", feed=feed, id=item_id.decode()),
-                    ["item", "version", "status", "seq", "cursor"],
-                )
-            rows: list[Any] = await pipe.execute()
-        items: list[StoredItem] = []
-        expired: list[bytes] = []
-        for item_id, row in zip(ids, rows, strict=True):
-            stored = _stored(row)
-            if stored is None:
-                expired.append(item_id)
-            elif stored.status == "published":
-                items.append(stored)
-        if expired:
-            await self.redis.zrem(index, *expired)
-        return items
-
     async def page(
         self, feed: str, *, limit: int, before: int | None = None, tag: str | None = None,
         key_events: bool = False, pinned: bool = False,
     ) -> tuple[Cursor | None, list[StoredItem]]:
-        """The feed's head (see :meth:`head`) and its items as :meth:`items` selects them, in one
-        atomic round trip: every event up to the head is reflected in the items.
+        """The feed's head and its current items, newest first, published before offset ``before``,
+        in one atomic round trip: every event up to the head is reflected in the items.
+
+        The head is the feed's partition watermark (see the module doc); it is None for a feed
+        history has never seen. ``tag`` narrows to one tag; ``key_events`` and ``pinned`` read
+        those items alone, however far back they are (they outlive the per-feed item limit, not
+        the age limit). Raises :class:`StoreEmptied` if Redis has lost the data, so no empty
+        answer passes as a feed.
         """
         top = "+inf" if before is None else f"({before}"
         rows: list[Any] = await self._page(
@@ -327,16 +299,6 @@ class ItemStore:
 
     async def has_feed(self, feed: str) -> bool:
         return await self.redis.zscore(keys.key("feeds"), feed) is not None
-
-    async def head(self, feed: str) -> Cursor | None:
-        """The position ``feed``'s items reflect: its partition's watermark (see the module doc).
-
-        Raises :class:`StoreEmptied` if Redis has lost the data, so no empty answer passes as a feed.
-        """
-        value: Any = await self._head(args=[feed])
-        if value == -1:
-            raise StoreEmptied
-        return None if not value else Cursor.parse(value.decode())
 
     async def watermark(self, partition: int) -> int | None:
         value: Any = await self.redis.get(keys.key("wm", partition=partition))

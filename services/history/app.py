@@ -1,8 +1,5 @@
-"""The history service: each feed's current items, newest first, served from Redis.
-
-A list answer carries ``cursor``, the position in the feed's event sequence that the items
-reflect: a reader shows the items, then opens the stream with ``since=<cursor>`` and misses
-nothing. The head is read before the items, so every event up to it is in them.
+"""The history service: builds the app that serves each feed's items from Redis (``routes.py``)
+and the pages (``pages.py``), and runs the consumer that fills Redis from Kafka (``consumer.py``).
 """
 
 from __future__ import annotations
@@ -10,53 +7,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated
 
-import orjson
-from fastapi import FastAPI, Path, Query, Request, Response
+from fastapi import FastAPI
 
-from shared.breaker import STORE_ERRORS
-from shared.cursor import Cursor, CursorError
-from shared.http import ApiError, create_api
+from shared.http import create_api
 from shared.kafka import read_topic_epoch, wait_for_kafka
 from shared.logs import RequestIdMiddleware
-from shared.models import FEED_PATTERN, ITEM_ID_PATTERN, TAG_PATTERN, Item
 from shared.settings import HistorySettings
-from shared.store import ItemStore, StoredItem, StoreEmptied, make_redis
+from shared.store import ItemStore, StoreEmptied, make_redis
 
-from . import pages
-from .consumer import HistoryConsumer, Readiness
-from .deps import complete_store, on_store_emptied
+from . import pages, routes
+from .consumer import HistoryConsumer
+from .deps import on_store_emptied
 
 __all__ = ["create_app"]
 
 log = logging.getLogger("livefeed.history")
-
-Feed = Annotated[str, Path(pattern=FEED_PATTERN, description="Feed slug.")]
-ItemId = Annotated[str, Path(pattern=ITEM_ID_PATTERN, description="Item id.")]
-
-
-def _json(body: bytes, status: int = 200) -> Response:
-    return Response(body, status_code=status, media_type="application/json",
-                    headers={"Cache-Control": "no-cache"})
-
-
-def _page(feed: str, head: Cursor | None, items: list[StoredItem], limit: int, epoch: str) -> bytes:
-    """The list answer, assembled from the stored JSON without parsing it again."""
-    next_before = None
-    if len(items) == limit and items:
-        last = items[-1]
-        next_before = Cursor(epoch, last.cursor.partition, last.seq).serialize()
-    return b"".join(
-        [
-            b'{"feed":', orjson.dumps(feed),
-            b',"cursor":', orjson.dumps(head and head.serialize()),
-            b',"next_before":', orjson.dumps(next_before),
-            b',"items":[', b",".join(i.item_json for i in items), b"]}",
-        ]
-    )
 
 
 def create_app(settings: HistorySettings | None = None) -> FastAPI:
@@ -84,105 +53,18 @@ def create_app(settings: HistorySettings | None = None) -> FastAPI:
     app = create_api(
         "livefeed history", "Read each feed's current items, newest first, with cursor pagination.", lifespan
     )
-
-    @app.get("/v1/feeds", summary="List feeds")
-    async def list_feeds(request: Request) -> Response:
-        """Every feed with an item in retention, most recently changed first."""
-        feeds = await complete_store(request).feeds()
-        return _json(orjson.dumps({"feeds": [{"feed": f, "updated_ms": ms} for f, ms in feeds]}))
-
-    @app.get("/v1/feeds/{feed}/items", summary="List a feed's items")
-    async def list_items(
-        request: Request,
-        feed: Feed,
-        limit: Annotated[int, Query(ge=1, le=200)] = 20,
-        before: Annotated[str | None, Query(max_length=64, description="A `next_before` cursor.")] = None,
-        tag: Annotated[str | None, Query(pattern=TAG_PATTERN)] = None,
-    ) -> Response:
-        """Current items (edits applied, retractions gone), newest first.
-
-        ``cursor`` is the feed position the answer reflects: open the stream with
-        ``since=<cursor>`` to continue live. Page back with ``before=<next_before>``.
-        """
-        return await _listing(request, feed, limit, before=_before(before, request.app.state.epoch), tag=tag)
-
-    @app.get("/v1/feeds/{feed}/key-events", summary="List a feed's key events")
-    async def key_events(
-        request: Request, feed: Feed, limit: Annotated[int, Query(ge=1, le=1000)] = 200
-    ) -> Response:
-        """Items marked as key events, newest first, however far back (within the age limit)."""
-        return await _listing(request, feed, limit, key_events=True)
-
-    @app.get("/v1/feeds/{feed}/pinned", summary="List a feed's pinned items")
-    async def pinned_items(
-        request: Request, feed: Feed, limit: Annotated[int, Query(ge=1, le=1000)] = 50
-    ) -> Response:
-        """Pinned items, newest first, however far back (within the age limit): readers show them on top."""
-        return await _listing(request, feed, limit, pinned=True)
-
-    @app.get("/v1/feeds/{feed}/items/{item_id}", response_model=Item, summary="Get one item")
-    async def get_item(request: Request, feed: Feed, item_id: ItemId) -> Response:
-        """The item's current state; 410 once it was retracted."""
-        stored = await complete_store(request).get(feed, item_id)
-        if stored is None:
-            raise ApiError(404, "not_found", f"No item {item_id} in feed {feed}.",
-                           fields=[{"field": "id", "message": "unknown item"}])
-        if stored.status == "retracted":
-            raise ApiError(410, "retracted", "The newsroom retracted this item.",
-                           fields=[{"field": "id", "message": "retracted"}])
-        return _json(stored.item_json)
-
-    @app.get("/readyz", summary="Readiness")
-    async def readyz(request: Request) -> Response:
-        """200 once history has caught up with Kafka; 503 while starting, rebuilding or without Redis."""
-        consumer: HistoryConsumer = request.app.state.consumer
-        status = consumer.status()
-        if status["status"] == Readiness.ready.value:
-            try:
-                if await request.app.state.store.epoch() is None:
-                    status["status"] = Readiness.rebuilding.value
-            except STORE_ERRORS as exc:
-                status["status"] = Readiness.redis_unavailable.value
-                status["error"] = f"redis unavailable ({type(exc).__name__})"
-        ready = status["status"] == Readiness.ready.value
-        return Response(orjson.dumps(status), status_code=200 if ready else 503, media_type="application/json",
-                        headers={"Cache-Control": "no-cache"} if ready else {"Retry-After": "1"})
-
     app.add_exception_handler(StoreEmptied, on_store_emptied)
+    app.include_router(routes.router)
     app.include_router(pages.router)
     app.mount("/static", pages.static_files(), name="static")
     app.add_middleware(RequestIdMiddleware)
     return app
 
 
-async def _listing(
-    request: Request, feed: str, limit: int, *, before: int | None = None, tag: str | None = None,
-    key_events: bool = False, pinned: bool = False,
-) -> Response:
-    """A list answer: the head first, then the items, so every event up to the head is in them."""
-    head, items = await complete_store(request).page(
-        feed, limit=limit, before=before, tag=tag, key_events=key_events, pinned=pinned
-    )
-    return _json(_page(feed, head, items, limit, request.app.state.epoch))
-
-
-def _before(before: str | None, epoch: str) -> int | None:
-    if before is None:
-        return None
-    try:
-        cursor = Cursor.parse(before)
-    except CursorError as exc:
-        raise ApiError(400, "bad_cursor", str(exc), fields=[{"field": "before", "message": "not a cursor"}]) from exc
-    if cursor.epoch != epoch:
-        raise ApiError(400, "stale_cursor", "The cursor is from an earlier topic; reload the feed.",
-                       fields=[{"field": "before", "message": "from another epoch"}])
-    return cursor.offset
-
-
 def _crash_on_failure(task: asyncio.Task[None]) -> None:
+    """A consumer that stopped on a bug (Redis and Kafka failures are waited out) ends the process,
+    so the supervisor starts a fresh one instead of serving a history that no longer moves."""
     if not task.cancelled() and task.exception() is not None:
         log.critical("history consumer stopped: exiting so the supervisor restarts it",
                      exc_info=task.exception())
-        import os
-
         os._exit(70)

@@ -1,15 +1,21 @@
-"""The store as history's read routes get it: only when what it holds is complete."""
+"""The request dependencies of history's read routes: path parameters, and the store only when complete."""
 
 from __future__ import annotations
 
-from fastapi import Request, Response
+from typing import Annotated
+
+from fastapi import Path, Request, Response
 
 from shared.http import ApiError, error_response
+from shared.models import FEED_PATTERN, ITEM_ID_PATTERN
 from shared.store import ItemStore
 
 from .consumer import HistoryConsumer, Readiness
 
-__all__ = ["REBUILD_RETRY_AFTER_S", "complete_store", "on_store_emptied", "rebuilding"]
+__all__ = ["REBUILD_RETRY_AFTER_S", "Feed", "ItemId", "complete_store", "on_store_emptied", "rebuilding"]
+
+Feed = Annotated[str, Path(pattern=FEED_PATTERN, description="Feed slug.")]
+ItemId = Annotated[str, Path(pattern=ITEM_ID_PATTERN, description="Item id.")]
 
 REBUILD_RETRY_AFTER_S = 2
 

@@ -122,8 +122,8 @@ def _not_found(request: Request, message: str) -> HTMLResponse:
 async def index_page(request: Request) -> HTMLResponse:
     store = complete_store(request)
     feeds = await store.feeds()
-    heads = await asyncio.gather(*(store.items(feed, limit=1) for feed, _ in feeds[:INDEX_HEADLINES]))
-    latest = {feed: items[0] for (feed, _), items in zip(feeds, map(_items, heads), strict=False) if items}
+    pages = await asyncio.gather(*(store.page(feed, limit=1) for feed, _ in feeds[:INDEX_HEADLINES]))
+    latest = {feed: items[0] for (feed, _), (_, stored) in zip(feeds, pages, strict=False) if (items := _items(stored))}
     return _html(render_index(feeds, latest, datetime.now(UTC)), request)
 
 
@@ -144,11 +144,10 @@ async def reader_page(
         if parsed is None or parsed.epoch != epoch:
             return _not_found(request, "That page of older updates is no longer available.")
         before_offset = parsed.offset
-    head = await store.head(feed)
-    stored, stored_keys, stored_pins = await asyncio.gather(
-        store.items(feed, limit=PAGE_SIZE + 1, before=before_offset),
-        store.items(feed, limit=KEY_EVENTS_LIMIT, key_events=True),
-        store.items(feed, limit=PINNED_LIMIT if before is None else 1, pinned=True),
+    (head, stored), (_, stored_keys), (_, stored_pins) = await asyncio.gather(
+        store.page(feed, limit=PAGE_SIZE + 1, before=before_offset),
+        store.page(feed, limit=KEY_EVENTS_LIMIT, key_events=True),
+        store.page(feed, limit=PINNED_LIMIT if before is None else 1, pinned=True),
     )
     page = stored[:PAGE_SIZE]
     next_before = None

@@ -41,7 +41,7 @@ async def test_applying_an_event_twice_or_out_of_order_changes_nothing(redis: ai
     stored = await store.get(feed, item_id)
     assert stored is not None and stored.version == 2 and stored.seq == 10
     assert stored.item()["headline"] == "v2"
-    listed = await store.items(feed, limit=10)
+    listed = (await store.page(feed, limit=10))[1]
     assert [s.item()["id"] for s in listed] == [item_id]
 
 
@@ -49,11 +49,11 @@ async def test_retention_bounds_each_feed_and_keeps_key_events_and_pins(redis: a
     store = ItemStore(redis, max_items=10, max_age_s=3600)
     for n in range(25):
         await store.apply(_event(feed, f"{n:026d}", 1, key_event=n == 2, pinned=n == 3), Cursor("e", 0, n))
-    listed = await store.items(feed, limit=100)
+    listed = (await store.page(feed, limit=100))[1]
     assert [s.seq for s in listed] == list(range(24, 14, -1))
     assert await redis.zcard(keys.key("tag", feed=feed, tag="x")) == 10
-    assert [s.seq for s in await store.items(feed, limit=100, key_events=True)] == [2]
-    assert [s.seq for s in await store.items(feed, limit=100, pinned=True)] == [3]
+    assert [s.seq for s in (await store.page(feed, limit=100, key_events=True))[1]] == [2]
+    assert [s.seq for s in (await store.page(feed, limit=100, pinned=True))[1]] == [3]
     assert await redis.exists(keys.key("item", feed=feed, id=f"{0:026d}")) == 0
     assert await redis.ttl(keys.key("item", feed=feed, id=f"{24:026d}")) > 3000
 

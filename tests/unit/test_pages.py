@@ -221,17 +221,15 @@ class FakeStore:
             for n, i in enumerate(items)
         ]
 
-    async def head(self, feed: str) -> Cursor | None:
-        return Cursor("e1", 0, len(self.stored) - 1) if self.stored else None
-
-    async def items(self, feed: str, *, limit: int, before: int | None = None, tag: str | None = None,
-                    key_events: bool = False, pinned: bool = False) -> list[StoredItem]:
+    async def page(self, feed: str, *, limit: int, before: int | None = None, tag: str | None = None,
+                   key_events: bool = False, pinned: bool = False) -> tuple[Cursor | None, list[StoredItem]]:
+        head = Cursor("e1", 0, len(self.stored) - 1) if self.stored else None
         rows = [s for s in reversed(self.stored) if before is None or s.seq < before]
         if key_events:
             rows = [s for s in rows if s.item()["key_event"]]
         if pinned:
             rows = [s for s in rows if s.item()["pinned"]]
-        return rows[:limit]
+        return head, rows[:limit]
 
     async def feeds(self) -> list[tuple[str, int]]:
         return [("world", int(NOW.timestamp() * 1000))] if self.stored else []
