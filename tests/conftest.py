@@ -1,10 +1,10 @@
 """Fixtures shared by the suite.
 
 ``stack`` starts the real servers (Kafka, Redis, nginx) and the three services once per test
-session, on the default ports plus 10000 (``LIVEFEED_TEST_PORT_SHIFT``) so a developer's
-running stack is not disturbed,
-and stops every process it started at the end. Tests isolate themselves by feed: each takes
-a fresh ``feed`` slug.
+session, on the default ports plus 10000 (``LIVEFEED_TEST_PORT_SHIFT``) so a developer's running
+stack is not disturbed, and stops every process it started at the end. Tests in the folders of
+``STACK_FOLDERS`` are marked ``stack``; ``tests/unit`` needs no server. Tests isolate
+themselves by feed: each takes a fresh ``feed`` slug.
 """
 
 from __future__ import annotations
@@ -22,6 +22,19 @@ import pytest
 from deploy.stack import Stack, Topology
 
 TEST_TOKEN = "test-newsroom-token"
+TESTS = Path(__file__).resolve().parent
+STACK_FOLDERS = frozenset({"integration", "browser", "cli", "deploy"})
+"""Test folders that run against real servers: every test in them is marked ``stack``."""
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark stack tests by their folder, and keep tests/unit free of servers."""
+    for item in items:
+        folder = item.path.relative_to(TESTS).parts[0]
+        if folder in STACK_FOLDERS:
+            item.add_marker(pytest.mark.stack)
+        elif folder == "unit" and "stack" in getattr(item, "fixturenames", ()):
+            raise pytest.UsageError(f"{item.nodeid} uses the stack: move it out of tests/unit")
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ from tests.conftest import TEST_TOKEN
 
 from .conftest import PageProblems, article, open_reader, post
 
-pytestmark = [pytest.mark.stack, pytest.mark.browser]
+pytestmark = pytest.mark.browser
 
 
 async def sign_in(page: Page, feed: str, token: str = TEST_TOKEN) -> None:

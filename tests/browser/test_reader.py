@@ -15,7 +15,7 @@ from deploy.stack import Stack
 
 from .conftest import PageProblems, article, new_context, open_reader, post
 
-pytestmark = [pytest.mark.stack, pytest.mark.browser]
+pytestmark = pytest.mark.browser
 
 # The last line of ../shared/data/sample_feed.jsonl: markup and mixed scripts that must stay text.
 MARKUP_HEADLINE = "Test item with markup that must render as text: <script>alert(1)</script> & <b>bold</b>"

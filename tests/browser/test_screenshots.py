@@ -17,7 +17,7 @@ from tests.conftest import TEST_TOKEN
 
 from .conftest import DESKTOP, PHONE, SCREENSHOTS, new_context, open_reader, post
 
-pytestmark = [pytest.mark.stack, pytest.mark.browser]
+pytestmark = pytest.mark.browser
 
 STORY: list[dict[str, Any]] = [
     {"headline": "Storm Dara: what we know so far", "pinned": True, "key_event": True,

@@ -9,12 +9,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-
 from benchmarks.run import main
 from deploy.stack import Stack
-
-pytestmark = pytest.mark.stack
 
 READERS = 300
 

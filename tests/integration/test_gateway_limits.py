@@ -26,8 +26,6 @@ from websockets.exceptions import ConnectionClosedError, InvalidStatus
 from deploy.stack import Stack, Topology
 from tests.utils.streams import next_message
 
-pytestmark = pytest.mark.stack
-
 OWN_GATEWAY_OFFSET = 7
 """The test's own gateway listens on the shared gateway's port plus this (nothing else uses it)."""
 
