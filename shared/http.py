@@ -1,7 +1,6 @@
-"""The HTTP edge both FastAPI services share: one JSON error shape and the size limit.
+"""The HTTP edge both FastAPI services share: the error handlers, docs, the size limit, uvicorn.
 
-Every error body is ``{"error": code, "message": text, "fields": [{"field", "message"}]}``;
-``fields`` names what was wrong in the request, so a client can point at it.
+Every error answer is an :class:`~shared.errors.ApiError` rendered by :func:`error_response`.
 """
 
 from __future__ import annotations
@@ -19,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Lifespan, Message, Receive, Scope, Send
 
 from .breaker import StoreUnavailable
+from .errors import ApiError
 
 __all__ = [
     "ApiError",
@@ -41,32 +41,8 @@ class JsonResponse(Response):
         return orjson.dumps(content)
 
 
-class ApiError(Exception):
-    """Raise from a handler to answer with the livefeed error shape."""
-
-    def __init__(
-        self,
-        status: int,
-        code: str,
-        message: str,
-        *,
-        fields: list[dict[str, str]] | None = None,
-        headers: dict[str, str] | None = None,
-        extra: dict[str, Any] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.fields = fields or []
-        self.headers = headers
-        self.extra = extra or {}
-
-
 def error_response(error: ApiError) -> JsonResponse:
-    body: dict[str, Any] = {"error": error.code, "message": error.message, "fields": error.fields}
-    body.update(error.extra)
-    return JsonResponse(body, status_code=error.status, headers=error.headers)
+    return JsonResponse(error.body(), status_code=error.status, headers=error.headers)
 
 
 def _field_name(loc: tuple[Any, ...]) -> str:

@@ -6,7 +6,8 @@ from typing import Annotated
 
 from fastapi import Path, Request, Response
 
-from shared.http import ApiError, error_response
+from shared.errors import ApiError
+from shared.http import error_response
 from shared.models import FEED_PATTERN, ITEM_ID_PATTERN
 from shared.store import ItemStore
 

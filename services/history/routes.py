@@ -14,7 +14,7 @@ from fastapi import APIRouter, Query, Request, Response
 
 from shared.breaker import STORE_ERRORS
 from shared.cursor import Cursor, CursorError
-from shared.http import ApiError
+from shared.errors import ApiError
 from shared.models import TAG_PATTERN, Item
 from shared.store import StoredItem
 

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Path, Request
 
-from shared.http import ApiError
+from shared.errors import ApiError
 from shared.models import FEED_PATTERN, ITEM_ID_PATTERN
 
 from .publisher import Ingest

@@ -1,6 +1,7 @@
 """An item's lifecycle as pure functions: each newsroom command becomes one event.
 
 No I/O here: ``routes.py`` reads the current item, calls one of these, and publishes the result.
+A command that does not apply to the item as it stands raises :class:`~shared.errors.ApiError`.
 """
 
 from __future__ import annotations
@@ -10,20 +11,14 @@ from typing import Any
 
 from ulid import ULID
 
+from shared.errors import ApiError
 from shared.models import Item, ItemCreate, ItemUpdate, Status, Tombstone
 from shared.wire import Event, EventType
 
-__all__ = ["Conflict", "check_if_match", "edit", "new_item_id", "publish", "retract"]
+__all__ = ["check_if_match", "edit", "new_item_id", "publish", "retract"]
 
 
-class Conflict(Exception):
-    """The command does not apply to the item as it stands (retracted, or another version)."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
+_IF_MATCH = {"field": "If-Match", "message": "not the item's current version"}
 
 
 def new_item_id(now: datetime) -> str:
@@ -82,12 +77,15 @@ def check_if_match(header: str | None, current: dict[str, Any]) -> None:
     if wanted == "*":
         return
     if not wanted.isdigit():
-        raise Conflict(400, "bad_if_match", "If-Match must be the item's version number, e.g. If-Match: \"3\".")
+        raise ApiError(400, "bad_if_match", "If-Match must be the item's version number, e.g. If-Match: \"3\".",
+                       fields=[_IF_MATCH])
     if int(wanted) != int(current["version"]):
-        raise Conflict(
+        raise ApiError(
             412,
             "version_mismatch",
             f"The item is at version {current['version']}, not {wanted}: reload it and apply your edit again.",
+            fields=[_IF_MATCH],
+            extra={"version": current["version"]},
         )
 
 
@@ -97,7 +95,8 @@ def now_utc() -> datetime:
 
 def _require_published(current: dict[str, Any]) -> None:
     if current.get("status") == Status.retracted.value:
-        raise Conflict(410, "retracted", "The item was retracted; it can no longer change.")
+        raise ApiError(410, "retracted", "The item was retracted; it can no longer change.",
+                       fields=[{"field": "id", "message": "retracted"}], extra={"version": current["version"]})
 
 
 def _json_item(item: Item) -> dict[str, Any]:

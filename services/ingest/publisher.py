@@ -21,7 +21,7 @@ from aiokafka.errors import KafkaError
 
 from shared.breaker import Breaker, StoreUnavailable
 from shared.cursor import Cursor
-from shared.http import ApiError
+from shared.errors import ApiError
 from shared.settings import IngestSettings
 from shared.store import ItemStore
 from shared.wire import Event

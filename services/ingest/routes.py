@@ -11,7 +11,7 @@ from fastapi import APIRouter, Response
 
 from shared.breaker import StoreUnavailable
 from shared.cursor import Cursor
-from shared.http import ApiError
+from shared.errors import ApiError
 from shared.models import Item, ItemCreate, ItemUpdate
 from shared.wire import Event
 
@@ -117,11 +117,8 @@ async def _change(
     try:
         async with item_lock(ingest.store.redis, ingest.breaker, feed, item_id):
             current = await _current(ingest, feed, item_id)
-            try:
-                lifecycle.check_if_match(if_match, current)
-                event = make(current)
-            except lifecycle.Conflict as exc:
-                raise ApiError(exc.status, exc.code, exc.message, extra={"version": current["version"]}) from exc
+            lifecycle.check_if_match(if_match, current)
+            event = make(current)
             cursor = await ingest.send(event)
             return _answer(200, event.item, cursor)
     except ItemBusy as exc:
