@@ -58,6 +58,9 @@ def configure_logging(service: str, level: str = "INFO") -> None:
         logging.getLogger(name).propagate = True
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    # Two INFO lines per WebSocket connection, refused ones included: a handshake flood was a
+    # 43 MB log. Connections are counted, not narrated.
+    logging.getLogger("websockets.server").setLevel(logging.WARNING)
 
 
 class RequestIdMiddleware:

@@ -26,15 +26,25 @@ from shared.kafka import feed_partitioner, make_consumer, read_topic_epoch, topi
 from shared.settings import FanoutSettings
 from shared.wire import Event, WireError, hello_message, reset_message
 
-from .hub import Hub, ResetNeeded, Subscriber
-from .sinks import SseSink, WsSink, deliver_coalesced
-from .streams import Encoded, StreamRequest, StreamRequestError, parse_stream_request, sse_chunk, ws_text_frame
+from .hub import Hub, ResetNeeded, ResetReason, Subscriber
+from .sinks import RESET_CLOSE_CODE, SseSink, WsSink, deliver_coalesced
+from .streams import (
+    Encoded,
+    HeadReader,
+    RequestHead,
+    StreamRequest,
+    StreamRequestError,
+    parse_stream_request,
+    sse_chunk,
+    ws_text_frame,
+)
 
 __all__ = ["Fanout"]
 
 log = logging.getLogger("livefeed.fanout")
 
-RESET_CLOSE_CODE = 4000
+AHEAD_GRACE_S = 5.0
+"""How long a reader may wait for Kafka to reach its cursor before it is told to reset."""
 COALESCE_MAX = 64  # events written to a reader in one write at most: bounds the batch's memory
 SSE_HEADERS = (
     b"HTTP/1.1 200 OK\r\n"
@@ -51,7 +61,6 @@ class Fanout:
         self.settings = settings
         self.hub: Hub | None = None
         self.ready = asyncio.Event()
-        self._requests: dict[ServerConnection, StreamRequest] = {}
         self._sinks: set[WsSink | SseSink] = set()
 
     async def run(self) -> None:
@@ -63,7 +72,8 @@ class Fanout:
         await consumer.start()
         try:
             partitions = await topic_partitions(consumer, settings.topic)
-            hub = self.hub = Hub(epoch, buffer=settings.fanout_buffer, partition_of=feed_partitioner(len(partitions)))
+            hub = self.hub = Hub(epoch, buffer=settings.fanout_buffer, partition_of=feed_partitioner(len(partitions)),
+                                 op_ttl_s=settings.idempotency_ttl_s)
             tps = [TopicPartition(settings.topic, p) for p in sorted(partitions)]
             consumer.assign(tps)
             ends = await consumer.end_offsets(tps)
@@ -86,6 +96,10 @@ class Fanout:
                         heartbeat = asyncio.create_task(self._heartbeat())
                         self.ready.set()
                     batches = await consumer.getmany(timeout_ms=100)
+                    for tp in tps:
+                        end = consumer.highwater(tp)
+                        if end is not None:
+                            hub.note_end(tp.partition, end)
                     deliveries: list[tuple[Encoded, list[Subscriber]]] = []
                     for tp, records in batches.items():
                         partition = tp.partition
@@ -141,33 +155,44 @@ class Fanout:
         return [ws, sse]
 
     async def _heartbeat(self) -> None:
+        """Keep idle streams alive, and reset readers whose cursor Kafka never reached."""
+        loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(self.settings.heartbeat_s)
+            if self.hub is not None:
+                for sub in self.hub.overdue(now=loop.time(), grace=AHEAD_GRACE_S):
+                    self._sinks.discard(sub.sink)
+                    sub.sink.reset(reset_message(sub.feed, ResetReason.cursor_ahead.value, None))
             for sink in list(self._sinks):
                 sink.heartbeat()
 
     def _check_ws(self, conn: ServerConnection, request: Request) -> Response | None:
-        """Refuse a bad stream request before the upgrade, with a JSON body naming the field."""
+        """Refuse a bad stream request before the upgrade, with a JSON body naming the field.
+
+        It keeps nothing: websockets may still refuse the handshake after this (Origin, Upgrade)
+        without calling the handler, so :meth:`_serve_ws` reads the request again from ``conn``.
+        """
         if request.path == "/healthz":
             return _json_response(200, {"status": "ok", "readers": self.hub.subscribers if self.hub else 0})
         try:
-            parsed = parse_stream_request(request.path, "stream")
+            parse_stream_request(request.path, "stream")
         except StreamRequestError as exc:
             return _json_response(exc.status, _error_body("bad_stream_request", exc.message, exc.field))
         if self.hub is not None and self.hub.subscribers >= self.settings.fanout_max_clients:
             return _json_response(503, _FULL)
-        self._requests[conn] = parsed
         return None
 
     async def _serve_ws(self, conn: ServerConnection) -> None:
+        """Stream to one upgraded reader until it leaves."""
         hub = self.hub
-        request = self._requests.pop(conn, None)
+        request = _accepted_stream(conn)
         if hub is None or request is None:
             await conn.close(1011, "not ready")
             return
         sink = WsSink(conn, self.settings.fanout_queue_limit)
         try:
-            sub, replay, position = hub.subscribe(request.feed, request.since, request.tags, sink)
+            sub, replay, position = hub.subscribe(request.feed, request.since, request.tags, sink,
+                                                    now=asyncio.get_running_loop().time())
         except ResetNeeded as exc:
             await conn.send(reset_message(request.feed, exc.reason.value, None).decode())
             await conn.close(RESET_CLOSE_CODE, "reset: reload history")
@@ -185,28 +210,33 @@ class Fanout:
             self._leave(sub, sink)
 
     async def _serve_sse(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Stream to one SSE reader until it leaves; a bad or slow request head gets a JSON answer naming the field."""
         sub: Subscriber | None = None
         sink: SseSink | None = None
         try:
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
-            request_line, headers = _parse_head(head)
-            method, target = request_line[0], request_line[1]
-            if method != "GET":
-                return _write_json(writer, 405, _error_body("method_not_allowed", "Use GET.", "method"))
-            origin = headers.get("origin")
+            try:
+                head = await asyncio.wait_for(_read_head(reader), HEAD_TIMEOUT_S)
+            except TimeoutError:
+                return await _answer(reader, writer, 408, _SLOW_HEAD)
+            if head is None:
+                return None
+            if head.method != "GET":
+                return await _answer(reader, writer, 405, _error_body("method_not_allowed", "Use GET.", "method"))
+            origin = head.headers.get("origin")
             if origin is not None and origin not in self.settings.allowed_origins:
-                return _write_json(writer, 403, _FOREIGN_ORIGIN)
-            if target == "/healthz":
-                return _write_json(writer, 200, {"status": "ok"})
-            request = parse_stream_request(target, "events", headers.get("last-event-id"))
+                return await _answer(reader, writer, 403, _FOREIGN_ORIGIN)
+            if head.target == "/healthz":
+                return await _answer(reader, writer, 200, {"status": "ok"})
+            request = parse_stream_request(head.target, "events", head.headers.get("last-event-id"))
             hub = self.hub
             if hub is None:
-                return _write_json(writer, 503, _error_body("not_ready", "Starting; retry shortly.", "connection"))
+                return await _answer(reader, writer, 503, _NOT_READY)
             if hub.subscribers >= self.settings.fanout_max_clients:
-                return _write_json(writer, 503, _FULL)
+                return await _answer(reader, writer, 503, _FULL)
             sink = SseSink(writer.transport, self.settings.fanout_queue_limit)
             try:
-                sub, replay, position = hub.subscribe(request.feed, request.since, request.tags, sink)
+                sub, replay, position = hub.subscribe(request.feed, request.since, request.tags, sink,
+                                                    now=asyncio.get_running_loop().time())
             except ResetNeeded as exc:
                 reset = reset_message(request.feed, exc.reason.value, None)
                 writer.write(SSE_HEADERS + sse_chunk(reset, event="reset"))
@@ -218,8 +248,8 @@ class Fanout:
             while await reader.read(1024):
                 pass
         except StreamRequestError as exc:
-            _write_json(writer, exc.status, _error_body("bad_stream_request", exc.message, exc.field))
-        except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError, ValueError):
+            await _answer(reader, writer, exc.status, _error_body("bad_stream_request", exc.message, exc.field))
+        except ConnectionError:
             pass
         finally:
             if sub is not None and sink is not None:
@@ -239,6 +269,27 @@ def _error_body(code: str, message: str, field: str) -> dict[str, Any]:
 
 _FULL = _error_body("too_many_readers", "This fanout is full; retry shortly.", "connection")
 _FOREIGN_ORIGIN = _error_body("origin_not_allowed", "This Origin may not open a stream.", "Origin")
+_NOT_READY = _error_body("not_ready", "Starting; retry shortly.", "connection")
+
+HEAD_TIMEOUT_S = 10.0
+"""A whole SSE request head must arrive within this (slowloris bound); browsers and nginx send it at once."""
+LINGER_S = 2.0
+LINGER_BYTES = 65536
+"""After an answer to a refused request, read and drop at most this much for at most LINGER_S: closing
+with unread input sends a TCP reset, which can destroy the answer before the client reads it."""
+_SLOW_HEAD = _error_body(
+    "request_timeout", f"The request head did not arrive within {HEAD_TIMEOUT_S:g} s.", "headers"
+)
+
+
+def _accepted_stream(conn: ServerConnection) -> StreamRequest | None:
+    """The stream a completed handshake asked for, parsed again from the request websockets keeps on ``conn``."""
+    if conn.request is None:
+        return None
+    try:
+        return parse_stream_request(conn.request.path, "stream")
+    except StreamRequestError:
+        return None
 
 
 def _json_response(status: int, body: dict[str, Any]) -> Response:
@@ -256,14 +307,30 @@ def _write_json(writer: asyncio.StreamWriter, status: int, body: dict[str, Any])
     )
 
 
-def _parse_head(head: bytes) -> tuple[list[str], dict[str, str]]:
-    lines = head.decode("latin-1").split("\r\n")
-    request_line = lines[0].split(" ")
-    if len(request_line) != 3:
-        raise ValueError("bad request line")
-    headers: dict[str, str] = {}
-    for line in lines[1:]:
-        if ":" in line:
-            name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
-    return request_line, headers
+async def _read_head(reader: asyncio.StreamReader) -> RequestHead | None:
+    """The SSE request head, never reading past the head limit; ``None`` if the peer left before finishing it."""
+    head_reader = HeadReader()
+    while head_reader.room > 0:
+        data = await reader.read(head_reader.room)
+        if not data:
+            return None
+        head = head_reader.feed(data)
+        if head is not None:
+            return head
+    return None
+
+
+async def _answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, status: int,
+                  body: dict[str, Any]) -> None:
+    """Send a final JSON answer, then half-close and drain (bounded) so the peer gets to read it.
+
+    The caller closes the connection afterwards.
+    """
+    _write_json(writer, status, body)
+    if writer.can_write_eof():
+        writer.write_eof()
+    drained = 0
+    with contextlib.suppress(TimeoutError, ConnectionError):
+        async with asyncio.timeout(LINGER_S):
+            while drained < LINGER_BYTES and (chunk := await reader.read(LINGER_BYTES)):
+                drained += len(chunk)

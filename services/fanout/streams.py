@@ -1,22 +1,40 @@
 """What a stream request asks for, and the bytes each kind of stream writes.
 
-Shared by the WebSocket and SSE adapters; pure functions and small classes, no I/O.
+Shared by the WebSocket and SSE adapters; pure functions and small classes, no I/O. The SSE
+port reads its request head with :class:`HeadReader` (h11 underneath); the WebSocket port's head
+is read by the websockets library.
 """
 
 from __future__ import annotations
 
 import re
 import struct
+from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
+
+import h11
 
 from shared.cursor import Cursor, CursorError
 from shared.models import valid_feed
 
-__all__ = ["Encoded", "StreamRequest", "StreamRequestError", "parse_stream_request", "sse_chunk", "ws_text_frame"]
+__all__ = [
+    "MAX_HEAD_BYTES",
+    "Encoded",
+    "HeadReader",
+    "RequestHead",
+    "StreamRequest",
+    "StreamRequestError",
+    "parse_stream_request",
+    "sse_chunk",
+    "ws_text_frame",
+]
 
-_TAG = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
+_TAG = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")
 MAX_FILTER_TAGS = 20
+# A stream request's head is a request line and a few headers (a cursor is ~20 bytes): browsers
+# send under 2 KiB. 16 KiB is nginx's default large_client_header_buffers (4 x 8k) in round terms.
+MAX_HEAD_BYTES = 16384
 
 
 class StreamRequestError(ValueError):
@@ -37,8 +55,14 @@ class StreamRequest:
 
 
 def parse_stream_request(target: str, suffix: str, last_event_id: str | None = None) -> StreamRequest:
-    """Read ``/v1/feeds/{feed}/{suffix}?since=…&tags=a,b``; ``Last-Event-ID`` wins over ``since``."""
-    parts = urlsplit(target)
+    """Read ``/v1/feeds/{feed}/{suffix}?since=…&tags=a,b``; ``Last-Event-ID`` wins over ``since``.
+
+    Any target raises :class:`StreamRequestError` (404 ``path``, else 400 naming the field) or nothing.
+    """
+    try:
+        parts = urlsplit(target)
+    except ValueError:
+        raise StreamRequestError(400, "path", "the request target is not a URL path") from None
     segments = parts.path.split("/")
     if len(segments) != 5 or segments[:3] != ["", "v1", "feeds"] or segments[4] != suffix:
         raise StreamRequestError(404, "path", f"no such stream: expected /v1/feeds/{{feed}}/{suffix}")
@@ -56,10 +80,64 @@ def parse_stream_request(target: str, suffix: str, last_event_id: str | None = N
     tags: frozenset[str] | None = None
     if "tags" in query:
         wanted = [t for value in query["tags"] for t in value.split(",") if t]
-        if len(wanted) > MAX_FILTER_TAGS or not all(_TAG.match(t) for t in wanted):
+        if len(wanted) > MAX_FILTER_TAGS or not all(_TAG.fullmatch(t) for t in wanted):
             raise StreamRequestError(400, "tags", f"tags is up to {MAX_FILTER_TAGS} comma-separated tag slugs")
         tags = frozenset(wanted) or None
     return StreamRequest(feed, since, tags)
+
+
+@dataclass(frozen=True, slots=True)
+class RequestHead:
+    """One HTTP request's method, target and headers (names lower-cased, the last repeat wins)."""
+
+    method: str
+    target: str
+    headers: Mapping[str, str]
+
+
+class HeadReader:
+    """Reads one HTTP/1.x request head of at most ``limit`` bytes; no I/O, h11 does the parsing.
+
+    Read at most :attr:`room` bytes from the peer and pass them to :meth:`feed` until it returns
+    the :class:`RequestHead`. :meth:`feed` raises :class:`StreamRequestError` naming the part at
+    fault: 400 ``request-line``, ``Host`` or ``headers`` for a malformed head, 414 ``request-line``
+    or 431 ``headers`` for one over the limit. Bytes after the head are ignored.
+    """
+
+    __slots__ = ("_h11", "_line_seen", "room")
+
+    def __init__(self, limit: int = MAX_HEAD_BYTES) -> None:
+        self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=limit)
+        self._line_seen = False
+        self.room = limit
+
+    def feed(self, data: bytes) -> RequestHead | None:
+        """The head once complete, ``None`` while more bytes are needed; ``data`` is never empty."""
+        self.room -= len(data)
+        self._line_seen = self._line_seen or b"\n" in data
+        self._h11.receive_data(data)
+        try:
+            event = self._h11.next_event()
+        except h11.RemoteProtocolError as exc:
+            raise _head_error(exc) from None
+        if isinstance(event, h11.Request):
+            headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in event.headers}
+            return RequestHead(event.method.decode("ascii"), event.target.decode("ascii"), headers)
+        if self.room <= 0:
+            if not self._line_seen:
+                raise StreamRequestError(414, "request-line", "the request line is too long")
+            raise StreamRequestError(431, "headers", "the request headers are too large")
+        return None
+
+
+def _head_error(exc: h11.RemoteProtocolError) -> StreamRequestError:
+    """Our own words for h11's verdict: its messages quote the peer's bytes, which we do not echo."""
+    text = str(exc)
+    if "request line" in text:
+        return StreamRequestError(400, "request-line", "the request line is not `METHOD /target HTTP/1.1`")
+    if "Host" in text:
+        return StreamRequestError(400, "Host", "an HTTP/1.1 request carries exactly one Host header")
+    return StreamRequestError(exc.error_status_hint, "headers", "the request headers are malformed")
 
 
 def ws_text_frame(payload: bytes) -> bytes:
