@@ -1,4 +1,4 @@
-"""livefeed's fan-out benchmark (issue 6): ``python -m benchmarks.run`` or ``livefeed bench``.
+"""livefeed's fan-out benchmark (issue 6): the ``livefeed-bench`` command (``python -m benchmarks.run``).
 
 ``run`` is the command line; ``bench`` the scenarios; ``loadgen`` the reader processes;
 ``publisher`` and ``httpclient`` the newsroom side and HTTP load; ``systems`` and ``peers/`` the

@@ -1,4 +1,7 @@
-"""``python -m benchmarks.run`` (``livefeed bench``): the fan-out benchmark against its peers, in one run.
+"""``livefeed-bench``: the fan-out benchmark against its peers, in one run.
+
+Its own entry point, never imported by the product: ``python -m benchmarks.run`` is the same, and
+``livefeed bench ...`` runs this command as a separate program.
 
 It starts the real stack on its own ports (the defaults plus ``--shift``, 20000 unless told:
 below the kernel's ephemeral port range, so no outgoing connection can take one of its ports)
@@ -45,7 +48,7 @@ def _ints(text: str) -> list[int]:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="livefeed bench", description=__doc__,
+    p = argparse.ArgumentParser(prog="livefeed-bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     where = p.add_argument_group("what to measure")
     where.add_argument("--url", help="gateway URL of a running stack to measure instead of starting one")
@@ -147,11 +150,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     bad = [s for s in args.systems if s not in ALL_SYSTEMS] + [s for s in args.scenarios if s not in ALL_SCENARIOS]
     if bad:
-        print(f"livefeed bench: unknown system or scenario: {', '.join(bad)}", file=sys.stderr)
+        print(f"livefeed-bench: unknown system or scenario: {', '.join(bad)}", file=sys.stderr)
         return 2
     _raise_nofile()
     given = argv if argv is not None else sys.argv[1:]
-    command = "python -m benchmarks.run" + (" " + shlex.join(given) if given else "")
+    command = "livefeed-bench" + (" " + shlex.join(given) if given else "")
     stack: Stack | None = None
     run_dir = args.run_dir or Path(tempfile.mkdtemp(prefix="livefeed-bench-"))
     started = time.strftime("%Y-%m-%d %H:%M:%S %Z")
@@ -166,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
             gateway: int | None = topology.gateway
         else:
             if not args.quiet:
-                print(f"livefeed bench: starting the stack on ports +{args.shift} in {run_dir}", file=sys.stderr)
+                print(f"livefeed-bench: starting the stack on ports +{args.shift} in {run_dir}", file=sys.stderr)
             stack = _start_stack(args, run_dir)
             topology = stack.topology
             token = stack.token
@@ -237,16 +240,16 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_readme and out_dir.resolve() == default_out:
             update_readme(ROOT / "README.md", results, out_dir)
         if not args.quiet:
-            print("livefeed bench: wrote " + ", ".join(str(p) for p in paths.values()), file=sys.stderr)
+            print("livefeed-bench: wrote " + ", ".join(str(p) for p in paths.values()), file=sys.stderr)
             for t in results["targets"]:
                 mark = {True: "met", False: "MISSED", None: "not measured"}[t["met"]]
                 print(f"  {t['target']:<44} {t['goal']:<28} {t['measured']}  [{mark}]", file=sys.stderr)
         return 0
     except KeyboardInterrupt:
-        print("livefeed bench: interrupted", file=sys.stderr)
+        print("livefeed-bench: interrupted", file=sys.stderr)
         return 130
     except RuntimeError as exc:
-        print(f"livefeed bench: {exc}", file=sys.stderr)
+        print(f"livefeed-bench: {exc}", file=sys.stderr)
         return 1
     finally:
         if stack is not None:

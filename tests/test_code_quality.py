@@ -9,7 +9,7 @@ import pytest
 
 from deploy.stack import ROOT
 
-CHECKED = ["shared", "services", "deploy", "benchmarks", "tests"]
+CHECKED = ["shared", "services", "clients", "deploy", "benchmarks", "tests"]
 
 
 @pytest.mark.timeout(300)

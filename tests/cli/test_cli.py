@@ -22,7 +22,7 @@ from tests.conftest import TEST_TOKEN
 pytestmark = pytest.mark.stack
 
 ROOT = Path(__file__).resolve().parents[2]
-CLI = [sys.executable, "-m", "services.cli.main"]
+CLI = [sys.executable, "-m", "clients.cli.main"]
 
 
 def cli_env(base_url: str, token: str | None = TEST_TOKEN) -> dict[str, str]:

@@ -24,7 +24,7 @@ class ExitCode(IntEnum):
 
 EXIT_CODES_HELP = """exit codes:
   0    success
-  1    unexpected failure (e.g. `bench` without the benchmarks package)
+  1    unexpected failure (e.g. `bench` without the livefeed-bench command)
   2    usage error: bad arguments, or a --url that is not an http(s) URL
   3    no newsroom token, or the gateway refused it (401)
   4    the gateway could not be reached (connection refused, DNS, timeout)

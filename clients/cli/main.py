@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
 import os
+import shutil
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, cast
@@ -26,6 +26,7 @@ from .tail import Tail
 __all__ = ["main"]
 
 DEFAULT_URL = "http://127.0.0.1:8080"
+BENCH = "livefeed-bench"
 
 ENVIRONMENT_HELP = """environment:
   LIVEFEED_URL     the gateway's base URL (default http://127.0.0.1:8080)
@@ -143,7 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
     tail.add_argument("--tags", metavar="A,B", help="only events of items with one of these tags")
     tail.add_argument("--count", type=_positive, help="exit after printing this many events")
 
-    commands.add_parser("bench", help="run the benchmarks (arguments go to benchmarks/run.py)", add_help=False)
+    commands.add_parser("bench", help=f"run the benchmarks: the same as {BENCH} (every argument goes to it)",
+                        add_help=False)
     return parser
 
 
@@ -280,22 +282,38 @@ async def _run(args: argparse.Namespace, printer: Printer) -> int:
         return result
 
 
+def _bench_executable() -> str | None:
+    """Where ``livefeed-bench`` is: on PATH, else beside this ``livefeed`` (a venv used without activating it)."""
+    beside = os.path.dirname(os.path.abspath(sys.argv[0])) if sys.argv and sys.argv[0] else ""
+    search = os.pathsep.join(part for part in (os.environ.get("PATH", os.defpath), beside) if part)
+    return shutil.which(BENCH, path=search)
+
+
 def _bench(argv: list[str]) -> int:
-    """Hands ``livefeed bench ...`` to ``benchmarks.run:main``, which ships with a source checkout."""
-    try:
-        module = importlib.import_module("benchmarks.run")
-    except ModuleNotFoundError as exc:
-        if exc.name not in ("benchmarks", "benchmarks.run"):
-            raise
-        print("livefeed: bench needs the benchmarks package (benchmarks/run.py), which this installation "
-              "lacks; run it from a source checkout: pip install -e '.[bench]'", file=sys.stderr)
+    """Replaces this process with ``livefeed-bench argv...``, so its exit code and signals are the bench's own.
+
+    The CLI never imports the benchmarks: they are a separate program that ships with a source checkout.
+    Returns only when ``livefeed-bench`` cannot be run, with the failure exit code.
+    """
+    executable = _bench_executable()
+    if executable is None:
+        print(f"livefeed: bench runs the {BENCH} command, which is not installed (not on PATH, nor beside "
+              "livefeed); install it from a source checkout with: pip install -e '.[bench]'", file=sys.stderr)
         return ExitCode.failed
-    bench_main = cast(Callable[[list[str]], int | None], module.main)
-    return int(bench_main(argv) or 0)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        os.execv(executable, [BENCH, *argv])
+    except OSError as exc:
+        print(f"livefeed: cannot run {executable}: {exc.strerror or exc}", file=sys.stderr)
+        return ExitCode.failed
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one command; returns (and, as a script, exits with) its exit code."""
+    """Run one command; returns (and, as a script, exits with) its exit code.
+
+    ``bench`` does not return: the process becomes ``livefeed-bench`` (unless that cannot run).
+    """
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list[:1] == ["bench"]:
         return _bench(args_list[1:])

@@ -1,0 +1,1 @@
+"""Programs that talk to livefeed only through its public HTTP and stream API, never its services' code."""
