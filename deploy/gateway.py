@@ -14,30 +14,53 @@ reader; an address that needs more (a newsroom's wire importer, a load test) get
 
 from __future__ import annotations
 
+import ipaddress
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 __all__ = ["GATEWAY_SETTINGS", "GatewaySetting", "gateway_values"]
 
-_COUNT = (r"[1-9][0-9]{0,8}", "a positive whole number")
-_ADDRESS = (r"unix:|[0-9A-Fa-f.:]+(/[0-9]{1,3})?", "an IP address, a CIDR or unix:")
+Check = tuple[Callable[[str], bool], str]
+"""A test of a value, and the words for what it must be."""
+
+
+def _count(most: int) -> Check:
+    return (lambda v: re.fullmatch(r"[1-9][0-9]*", v) is not None and int(v) <= most,
+            f"a whole number from 1 to {most}")
+
+
+def _is_address(value: str) -> bool:
+    if value == "unix:":
+        return True
+    try:
+        ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        return False
+    return True
+
+
+_COUNT = _count(999_999_999)
+_CONNECTIONS = _count(65_535)
+"""nginx's limit_conn counts below 65536."""
+_ADDRESS: Check = (_is_address, "an IP address, a CIDR or unix:")
 
 
 @dataclass(frozen=True)
 class GatewaySetting:
-    """One ``LIVEFEED_GATEWAY_*`` value of the template; ``kind`` is what nginx takes there (regex, words)."""
+    """One ``LIVEFEED_GATEWAY_*`` value of the template; ``kind`` is what nginx takes there (check, words)."""
 
     name: str
     default: str
     description: str
-    kind: tuple[str, str] = _COUNT
+    kind: Check = _COUNT
 
 
 GATEWAY_SETTINGS: tuple[GatewaySetting, ...] = (
     GatewaySetting(
         "LIVEFEED_GATEWAY_STREAMS_PER_ADDRESS", "2000",
         "Open streams (WebSocket and SSE together) one client address may hold; one more gets a 429.",
+        _CONNECTIONS,
     ),
     GatewaySetting(
         "LIVEFEED_GATEWAY_READ_RATE_PER_S", "500",
@@ -78,8 +101,8 @@ def gateway_values(env: Mapping[str, str]) -> dict[str, str]:
     values = {}
     for setting in GATEWAY_SETTINGS:
         value = env.get(setting.name) or setting.default
-        pattern, words = setting.kind
-        if not re.fullmatch(pattern, value):
+        check, words = setting.kind
+        if not check(value):
             raise ValueError(f"{setting.name}={value!r} is not {words}")
         values[setting.name] = value
     return values

@@ -12,7 +12,16 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 __all__ = [
     "FEED_PATTERN",
@@ -122,12 +131,18 @@ class ItemUpdate(BaseModel):
     pinned: bool | None = None
     key_event: bool | None = None
 
+    @field_validator("headline", "body", "tags", "urgency", "pinned", "key_event")
+    @classmethod
+    def _not_removed(cls, value: object, info: ValidationInfo) -> object:
+        """Only the url and the byline may be removed (sent as null); every item has the rest."""
+        if value is None:
+            raise ValueError(f"{info.field_name} cannot be removed")
+        return value
+
     @model_validator(mode="after")
     def _not_empty(self) -> ItemUpdate:
         if not self.model_fields_set:
             raise ValueError("an edit must change at least one field")
-        if "headline" in self.model_fields_set and self.headline is None:
-            raise ValueError("headline cannot be removed")
         return self
 
 

@@ -84,6 +84,10 @@ class Event:
         """Read an event from a Kafka record value; raise :class:`WireError` if it is not one."""
         try:
             body = orjson.loads(data)
+            item = body["item"]
+            if not isinstance(item.get("id"), str) or isinstance(item.get("version"), bool):
+                raise ValueError("the item needs a string id and a whole-number version")
+            int(item["version"])
             return cls(
                 type=EventType(body["type"]),
                 feed=str(body["feed"]),
@@ -92,7 +96,7 @@ class Event:
                 prev_tags=tuple(body.get("prev_tags", ())),
                 op=None if body.get("op") is None else str(body["op"]),
             )
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
             raise WireError(f"not a livefeed event: {exc}") from exc
 
     def message(self, cursor: Cursor) -> bytes:

@@ -76,7 +76,7 @@ def check_if_match(header: str | None, current: dict[str, Any]) -> None:
     wanted = header.strip().removeprefix("W/").strip('"')
     if wanted == "*":
         return
-    if not wanted.isdigit():
+    if not (wanted.isascii() and wanted.isdigit()):
         raise ApiError(400, "bad_if_match", "If-Match must be the item's version number, e.g. If-Match: \"3\".",
                        fields=[_IF_MATCH])
     if int(wanted) != int(current["version"]):
