@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from aiokafka import TopicPartition
 
 from shared.cursor import Cursor
-from shared.kafka import make_consumer, read_topic_epoch, wait_for_kafka
+from shared.kafka import make_consumer, read_topic_epoch, topic_partitions, wait_for_kafka
 from shared.settings import CommonSettings
 from shared.wire import Event, WireError
 
@@ -42,11 +42,7 @@ async def tail_topic(kafka: str, topic: str, ready: asyncio.Event) -> AsyncItera
     consumer = make_consumer(settings, group_id=None)
     await consumer.start()
     try:
-        partitions: set[int] = set()
-        while not partitions:
-            partitions = consumer.partitions_for_topic(topic) or set()
-            if not partitions:
-                await consumer._client.force_metadata_update()  # aiokafka: no public call
+        partitions = await topic_partitions(consumer, topic)
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
         consumer.assign(tps)
         await consumer.seek_to_end(*tps)

@@ -55,9 +55,6 @@ def static_files() -> StaticFiles:
     return _Assets(directory=WEB_DIR)
 
 
-# -- pure rendering ---------------------------------------------------------------------------
-
-
 def security_headers(host: str | None, scheme: str = "http") -> dict[str, str]:
     """A strict CSP: scripts and styles from this origin only, streams to it, no framing."""
     connect = ["'self'"]

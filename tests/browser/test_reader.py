@@ -17,7 +17,7 @@ from .conftest import PageProblems, article, new_context, open_reader, post
 
 pytestmark = pytest.mark.browser
 
-# The last line of ../shared/data/sample_feed.jsonl: markup and mixed scripts that must stay text.
+# Markup and mixed scripts that must stay text, as newsroom tools really send them.
 MARKUP_HEADLINE = "Test item with markup that must render as text: <script>alert(1)</script> & <b>bold</b>"
 MARKUP_BODY = (
     "Bodies and headlines are plain text. A reader page must show these characters literally: "

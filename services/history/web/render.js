@@ -1,5 +1,5 @@
-// Builds an update's markup from an item, exactly as services/history/pages.py renders it.
-// Newsroom text is only ever set with textContent, never parsed as HTML.
+// Builds an update's markup from an item, exactly as services/history/render.py renders it: keep the
+// two in step. Newsroom text is only ever set with textContent, never parsed as HTML.
 
 // "19:05" where clocks run to 24 hours, "7:05 PM" (not "07:05 PM") where they run to 12.
 const hour = new Intl.DateTimeFormat(undefined, { hour: 'numeric' }).resolvedOptions().hour12 ? 'numeric' : '2-digit';
