@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Response
 
+from shared.breaker import Breaker
 from shared.http import BodySizeLimitMiddleware, create_api
 from shared.kafka import make_producer, topic_epoch, wait_for_kafka
 from shared.logs import RequestIdMiddleware
@@ -15,9 +16,11 @@ from shared.settings import IngestSettings
 from shared.store import ItemStore, make_redis
 
 from .auth import RateLimiter, TokenCheck
+from .context import IngestContext
 from .deps import Writer
-from .idempotency import IdempotencyStore, LocalAnswers
-from .publisher import Ingest
+from .feeds import FeedCap
+from .idempotency import Idempotency, IdempotencyStore, LocalAnswers
+from .publisher import Publisher
 from .routes import router
 
 __all__ = ["create_app"]
@@ -39,18 +42,22 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
         await producer.start()
         redis = make_redis(settings)
         try:
-            app.state.ingest = Ingest(
+            breaker = Breaker()
+            store = ItemStore(redis, max_items=settings.retention_items, max_age_s=settings.retention_age_s,
+                              op_ttl_s=settings.idempotency_ttl_s)
+            epoch = await topic_epoch(producer, settings.topic)
+            app.state.ingest = IngestContext(
                 settings=settings,
-                producer=producer,
-                store=ItemStore(redis, max_items=settings.retention_items, max_age_s=settings.retention_age_s,
-                                op_ttl_s=settings.idempotency_ttl_s),
-                idempotency=IdempotencyStore(redis, ttl_s=settings.idempotency_ttl_s),
-                local_answers=LocalAnswers(ttl_s=settings.idempotency_ttl_s),
+                publisher=Publisher(settings, producer, store, breaker, epoch),
+                store=store,
+                breaker=breaker,
+                idempotency=Idempotency(IdempotencyStore(redis, ttl_s=settings.idempotency_ttl_s),
+                                        LocalAnswers(ttl_s=settings.idempotency_ttl_s), breaker),
+                feeds=FeedCap(store, breaker, settings.max_feeds),
                 tokens=TokenCheck(settings.newsroom_tokens),
                 limiter=RateLimiter(settings.write_rate_per_s, settings.write_burst),
-                epoch=await topic_epoch(producer, settings.topic),
             )
-            log.info("ingest ready", extra={"topic": settings.topic, "epoch": app.state.ingest.epoch})
+            log.info("ingest ready", extra={"topic": settings.topic, "epoch": epoch})
             yield
         finally:
             await producer.stop()

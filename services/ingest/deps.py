@@ -9,17 +9,17 @@ from fastapi import Depends, Header, Path, Request
 from shared.errors import ApiError
 from shared.models import FEED_PATTERN, ITEM_ID_PATTERN
 
-from .publisher import Ingest
+from .context import IngestContext
 
 __all__ = ["Feed", "IdempotencyKey", "IfMatch", "IngestDep", "ItemId", "Writer"]
 
 
-async def _ingest(request: Request) -> Ingest:
-    ingest: Ingest = request.app.state.ingest
+async def _ingest(request: Request) -> IngestContext:
+    ingest: IngestContext = request.app.state.ingest
     return ingest
 
 
-IngestDep = Annotated[Ingest, Depends(_ingest)]
+IngestDep = Annotated[IngestContext, Depends(_ingest)]
 
 
 async def _writer(request: Request, ingest: IngestDep) -> str:

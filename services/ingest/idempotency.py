@@ -24,8 +24,9 @@ from typing import Literal
 import redis.asyncio as aioredis
 
 from shared import keys
+from shared.breaker import Breaker, StoreUnavailable
 
-__all__ = ["Claim", "IdempotencyStore", "LocalAnswers", "op_id"]
+__all__ = ["Claim", "Idempotency", "IdempotencyStore", "LocalAnswers", "op_id"]
 
 _BEGIN = """
 local k = KEYS[1]
@@ -187,3 +188,41 @@ class LocalAnswers:
 
     def forget(self, scope: str, key: str) -> None:
         self._answers.pop((scope, key), None)
+
+
+class Idempotency:
+    """The Idempotency-Key policy of a write: Redis when it answers, this process's memory when not."""
+
+    def __init__(self, store: IdempotencyStore, answers: LocalAnswers, breaker: Breaker) -> None:
+        self.store = store
+        self.answers = answers
+        self.breaker = breaker
+
+    async def claim(self, scope: str, key: str, digest: str, item_id: str) -> Claim:
+        """Claim ``key``: from this process's kept answers, else from Redis, else ``unrecorded``.
+
+        Answers kept while Redis was away are stored there first, so Redis never says ``new``
+        for a key this process already answered. A ``new`` or ``unrecorded`` claim must end
+        with :meth:`settle`.
+        """
+        kept = self.answers.claim(scope, key, digest)
+        if kept is not None:
+            return kept
+        try:
+            if len(self.answers):
+                await self.breaker.call(lambda: self.store.record(self.answers))
+            return await self.breaker.call(lambda: self.store.begin(scope, key, digest, item_id))
+        except StoreUnavailable:
+            return Claim("unrecorded", item_id=item_id)
+
+    async def settle(self, scope: str, key: str, digest: str, claim: Claim, status: int | None,
+                     body: bytes = b"") -> None:
+        """Record the outcome (``status=None``: failed); an answer Redis cannot take now is kept here."""
+        if claim.kind == "new":
+            try:
+                await self.breaker.call(lambda: self.store.finish(scope, key, claim, status=status, body=body))
+                return
+            except StoreUnavailable:
+                pass
+        if status is not None:
+            self.answers.keep(scope, key, digest, claim.item_id, status, body)

@@ -9,17 +9,16 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, Response
 
-from shared.breaker import StoreUnavailable
 from shared.cursor import Cursor
 from shared.errors import ApiError
 from shared.models import Item, ItemCreate, ItemUpdate
 from shared.wire import Event
 
 from . import lifecycle
+from .context import IngestContext
 from .deps import Feed, IdempotencyKey, IfMatch, IngestDep, ItemId, Writer
-from .idempotency import Claim, op_id
+from .idempotency import op_id
 from .locks import ItemBusy, item_lock
-from .publisher import Ingest
 
 __all__ = ["router"]
 
@@ -34,38 +33,8 @@ def _answer(status: int, item: dict[str, Any], cursor: Cursor) -> tuple[int, byt
     return status, orjson.dumps({"item": item, "cursor": cursor.serialize()})
 
 
-async def _claim(ingest: Ingest, caller: str, key: str, digest: str, item_id: str) -> Claim:
-    """Claim the key: from this process's kept answers, else from Redis, else ``unrecorded``.
-
-    Answers kept while Redis was away are stored there first, so Redis never says ``new``
-    for a key this process already answered.
-    """
-    kept = ingest.local_answers.claim(caller, key, digest)
-    if kept is not None:
-        return kept
-    try:
-        if len(ingest.local_answers):
-            await ingest.breaker.call(lambda: ingest.idempotency.record(ingest.local_answers))
-        return await ingest.breaker.call(lambda: ingest.idempotency.begin(caller, key, digest, item_id))
-    except StoreUnavailable:
-        return Claim("unrecorded", item_id=item_id)
-
-
-async def _settle(ingest: Ingest, caller: str, key: str, digest: str, claim: Claim, status: int | None,
-                  body: bytes = b"") -> None:
-    """Record the outcome of a claimed write; an answer Redis cannot take now is kept locally."""
-    if claim.kind == "new":
-        try:
-            await ingest.breaker.call(lambda: ingest.idempotency.finish(caller, key, claim, status=status, body=body))
-            return
-        except StoreUnavailable:
-            pass
-    if status is not None:
-        ingest.local_answers.keep(caller, key, digest, claim.item_id, status, body)
-
-
 async def _idempotent(
-    ingest: Ingest,
+    ingest: IngestContext,
     caller: str,
     key: str | None,
     fingerprint: dict[str, Any],
@@ -77,7 +46,7 @@ async def _idempotent(
         status, body = await work(item_id, None)
         return Response(body, status_code=status, media_type="application/json")
     digest = hashlib.sha256(orjson.dumps(fingerprint, option=orjson.OPT_SORT_KEYS)).hexdigest()
-    claim = await _claim(ingest, caller, key, digest, item_id)
+    claim = await ingest.idempotency.claim(caller, key, digest, item_id)
     if claim.kind == "done":
         return Response(claim.body, status_code=claim.status, media_type="application/json",
                         headers={"Idempotent-Replayed": "true"})
@@ -95,13 +64,13 @@ async def _idempotent(
     try:
         status, body = await work(claim.item_id, op_id(caller, key))
     except BaseException:
-        await _settle(ingest, caller, key, digest, claim, None)
+        await ingest.idempotency.settle(caller, key, digest, claim, None)
         raise
-    await _settle(ingest, caller, key, digest, claim, status, body)
+    await ingest.idempotency.settle(caller, key, digest, claim, status, body)
     return Response(body, status_code=status, media_type="application/json")
 
 
-async def _current(ingest: Ingest, feed: str, item_id: str) -> dict[str, Any]:
+async def _current(ingest: IngestContext, feed: str, item_id: str) -> dict[str, Any]:
     stored = await ingest.breaker.call(lambda: ingest.store.get(feed, item_id))
     if stored is None:
         raise ApiError(404, "not_found", f"No item {item_id} in feed {feed}.",
@@ -110,7 +79,7 @@ async def _current(ingest: Ingest, feed: str, item_id: str) -> dict[str, Any]:
 
 
 async def _change(
-    ingest: Ingest, feed: str, item_id: str, if_match: str | None,
+    ingest: IngestContext, feed: str, item_id: str, if_match: str | None,
     make: Callable[[dict[str, Any]], Event],
 ) -> tuple[int, bytes]:
     """Lock the item, derive the next event from its current state, publish it."""
@@ -119,7 +88,7 @@ async def _change(
             current = await _current(ingest, feed, item_id)
             lifecycle.check_if_match(if_match, current)
             event = make(current)
-            cursor = await ingest.send(event)
+            cursor = await ingest.publisher.send(event)
             return _answer(200, event.item, cursor)
     except ItemBusy as exc:
         raise ApiError(409, "item_busy", "Another edit of this item is in progress; retry.",
@@ -131,14 +100,14 @@ async def publish_item(
     feed: Feed, create: ItemCreate, ingest: IngestDep, caller: Writer, idempotency_key: IdempotencyKey = None
 ) -> Response:
     """Publish a new item to ``feed`` (created on first post). 201 once Kafka has the event."""
-    if not await ingest.feed_allowed(feed):
+    if not await ingest.feeds.allows(feed):
         raise ApiError(422, "too_many_feeds", f"livefeed holds at most {ingest.settings.max_feeds} feeds.",
                        fields=[{"field": "feed", "message": "feed limit reached"}])
     now = lifecycle.now_utc()
 
     async def work(item_id: str, op: str | None) -> tuple[int, bytes]:
         event = lifecycle.publish(feed, item_id, create, now, op)
-        cursor = await ingest.send(event)
+        cursor = await ingest.publisher.send(event)
         return _answer(201, event.item, cursor)
 
     fingerprint = {"op": "publish", "feed": feed, "body": create.model_dump(mode="json")}

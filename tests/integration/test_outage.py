@@ -7,6 +7,8 @@ check that every service recovers from a broker restart by itself.
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
 import uuid
 
@@ -61,3 +63,29 @@ async def test_a_kafka_outage_is_a_clean_503_and_a_retry_afterwards_publishes_on
     epoch = after["cursor"].split(".")[0]
     in_kafka = [record for record, _ in (await kafka_events(stack, {feed}, epoch))[feed]]
     assert [r[1] for r in in_kafka] == ["item.published"] * 3, "the refused write was stored after all"
+
+
+@pytest.mark.timeout(120)
+async def test_with_kafka_paused_every_post_gets_its_503_within_the_kafka_timeout(
+    stack: Stack, api: httpx.AsyncClient, feed: str
+) -> None:
+    """A paused broker keeps its connections and accepts new ones, then never answers: each of
+    several writes in a row must still get its 503 within LIVEFEED_KAFKA_TIMEOUT_S (5 s)."""
+    assert (await api.post(f"/v1/feeds/{feed}/items", json={"headline": "before"})).status_code == 201
+    pid = stack.procs["kafka"].pid
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        for n in range(4):
+            started = time.monotonic()
+            response = await api.post(f"/v1/feeds/{feed}/items", json={"headline": f"during {n}"}, timeout=60)
+            took = time.monotonic() - started
+            assert response.status_code == 503, response.text
+            assert response.json()["error"] in ("kafka_unavailable", "kafka_unacknowledged")
+            assert response.headers["retry-after"].isdigit()
+            assert took < 7.0, f"write {n} waited {took:.1f}s for its 503"
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    deadline = time.monotonic() + 60
+    while (await api.post(f"/v1/feeds/{feed}/items", json={"headline": "after"}, timeout=60)).status_code != 201:
+        assert time.monotonic() < deadline, "ingest did not recover within 60 s of Kafka's return"
+        await asyncio.sleep(0.5)

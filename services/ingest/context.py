@@ -1,0 +1,30 @@
+"""What every write route needs, built once per process by the app's lifespan."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from shared.breaker import Breaker
+from shared.settings import IngestSettings
+from shared.store import ItemStore
+
+from .auth import RateLimiter, TokenCheck
+from .feeds import FeedCap
+from .idempotency import Idempotency
+from .publisher import Publisher
+
+__all__ = ["IngestContext"]
+
+
+@dataclass(frozen=True)
+class IngestContext:
+    """The parts of ingest a request uses; ``breaker`` guards every Redis call they make."""
+
+    settings: IngestSettings
+    publisher: Publisher
+    store: ItemStore
+    breaker: Breaker
+    idempotency: Idempotency
+    feeds: FeedCap
+    tokens: TokenCheck
+    limiter: RateLimiter
