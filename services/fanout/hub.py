@@ -11,7 +11,8 @@ a retraction scrubs the item's earlier events from the buffer (a resume never se
 text again), and an event whose version the feed has already seen (a retried publish) reaches
 no reader.
 
-The adapter (``app.py`` with ``sinks.py``) writes what the hub returns; nothing here awaits.
+``pump.py`` feeds it from Kafka; the adapters (``websocket.py`` and ``sse.py``, through
+``readers.py`` and ``sinks.py``) write what it returns. Nothing here awaits.
 """
 
 from __future__ import annotations

@@ -11,11 +11,13 @@ import uvloop
 from shared.logs import configure_logging
 from shared.settings import FanoutSettings
 
-from .app import Fanout
+from .app import run
+
+__all__ = ["main"]
 
 
 async def _serve(settings: FanoutSettings) -> None:
-    task = asyncio.create_task(Fanout(settings).run())
+    task = asyncio.create_task(run(settings))
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, task.cancel)

@@ -1,8 +1,9 @@
-"""Where a reader's bytes go: one small class per kind of stream, writing straight to the transport.
+"""Where a reader's bytes go: one sink per connection, writing pre-built frames straight to its transport.
 
 Writing a pre-built frame to the transport needs no await, so an event reaches every reader in
 one pass of the event loop. A reader whose pending output passes the limit is too slow to keep
-up: it is disconnected (it will resume from its cursor), so memory stays bounded.
+up: it is disconnected (it will resume from its cursor), so memory stays bounded. That policy
+lives once, in :class:`Sink`; :class:`WsSink` and :class:`SseSink` only say how they frame.
 
 Each write is a send() syscall, and on loopback that syscall is most of the fanout's CPU, so
 :func:`deliver_coalesced` writes the events of one Kafka batch to each reader in a single
@@ -15,8 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from websockets.asyncio.server import ServerConnection
 from websockets.protocol import State
@@ -25,7 +27,7 @@ from shared.wire import heartbeat_message
 
 from .streams import Encoded, sse_chunk, ws_text_frame
 
-__all__ = ["SseSink", "WsSink", "deliver_coalesced"]
+__all__ = ["RESET_CLOSE_CODE", "Sink", "SseSink", "WsSink", "deliver_coalesced"]
 
 log = logging.getLogger("livefeed.fanout")
 
@@ -34,90 +36,119 @@ RESET_CLOSE_CODE = 4000
 
 _closing: set[asyncio.Task[None]] = set()
 
-_WS_HEARTBEAT = ws_text_frame(heartbeat_message())
-_SSE_HEARTBEAT = b": heartbeat\n\n"
 
+class Sink(ABC):
+    """One reader's connection, and the slow-reader policy every kind of stream shares.
 
-class WsSink:
-    __slots__ = ("conn", "limit", "transport")
+    Every write goes through :meth:`write`: nothing is written to a connection that is no longer
+    open, and a reader with more than ``limit`` bytes pending is aborted (one log line, one more
+    in its class's ``dropped``) instead of being written to.
+    """
 
-    KIND = "ws"
-
-    dropped = 0
-
-    def __init__(self, conn: ServerConnection, limit: int) -> None:
-        self.conn = conn
-        self.transport = conn.transport
-        self.limit = limit
-
-    def deliver(self, encoded: Encoded) -> None:
-        self.write(encoded.ws())
-
-    @staticmethod
-    def encode(messages: Sequence[Encoded]) -> bytes:
-        """Several events as one buffer of consecutive frames."""
-        return b"".join([m.ws() for m in messages])
-
-    def heartbeat(self) -> None:
-        self.write(_WS_HEARTBEAT)
-
-    def write(self, frame: bytes) -> None:
-        if self.conn.protocol.state is not State.OPEN:
-            return
-        if self.transport.get_write_buffer_size() > self.limit:
-            self.drop()
-            return
-        self.transport.write(frame)
-
-    def reset(self, message: bytes) -> None:
-        """Tell the reader to reload history, then close with the reset code."""
-        self.write(ws_text_frame(message))
-        task = asyncio.get_running_loop().create_task(self.conn.close(RESET_CLOSE_CODE, "reset: reload history"))
-        _closing.add(task)
-        task.add_done_callback(_closing.discard)
-
-    def drop(self) -> None:
-        WsSink.dropped += 1
-        log.warning("dropping a slow websocket reader", extra={"pending": self.transport.get_write_buffer_size()})
-        self.transport.abort()
-
-
-class SseSink:
     __slots__ = ("limit", "transport")
 
-    KIND = "sse"
-
-    dropped = 0
+    KIND: ClassVar[str]
+    """The kind of stream, so that readers of one kind share a joined buffer."""
+    HEARTBEAT: ClassVar[bytes]
+    """What keeps an idle stream of this kind alive."""
+    dropped: ClassVar[int] = 0
+    """Readers of this kind dropped for being too slow, since the process started."""
 
     def __init__(self, transport: asyncio.WriteTransport, limit: int) -> None:
         self.transport = transport
         self.limit = limit
 
-    def deliver(self, encoded: Encoded) -> None:
-        self.write(encoded.sse())
-
-    @staticmethod
-    def encode(messages: Sequence[Encoded]) -> bytes:
-        """Several events as one buffer of consecutive SSE chunks."""
-        return b"".join([m.sse() for m in messages])
-
-    def heartbeat(self) -> None:
-        self.write(_SSE_HEARTBEAT)
-
-    def reset(self, message: bytes) -> None:
-        """Tell the reader to reload history, then end the stream."""
-        self.write(sse_chunk(message, event="reset"))
-        self.transport.close()
-
-    def write(self, chunk: bytes) -> None:
-        if self.transport.is_closing():
+    def write(self, data: bytes) -> None:
+        """Write ``data`` now, or drop the reader if its pending output is over the limit."""
+        if not self.is_open():
             return
-        if self.transport.get_write_buffer_size() > self.limit:
-            SseSink.dropped += 1
-            log.warning("dropping a slow SSE reader")
+        pending = self.transport.get_write_buffer_size()
+        if pending > self.limit:
+            type(self).dropped += 1
+            log.warning("dropping a slow reader", extra={"stream": self.KIND, "pending": pending})
             self.transport.abort()
             return
-        self.transport.write(chunk)
+        self.transport.write(data)
+
+    def deliver(self, encoded: Encoded) -> None:
+        self.write(self.frame(encoded))
+
+    def encode(self, messages: Sequence[Encoded]) -> bytes:
+        """Several events as one buffer, for one write."""
+        return b"".join([self.frame(m) for m in messages])
+
+    def heartbeat(self) -> None:
+        self.write(self.HEARTBEAT)
+
+    def reset(self, message: bytes) -> None:
+        """Tell the reader to reload history (``message``), then end its stream."""
+        self.write(self.reset_frame(message))
+        self.close()
+
+    @abstractmethod
+    def is_open(self) -> bool:
+        """Whether the stream still takes events."""
+
+    @abstractmethod
+    def frame(self, encoded: Encoded) -> bytes:
+        """One event as this kind of stream writes it."""
+
+    @abstractmethod
+    def reset_frame(self, message: bytes) -> bytes:
+        """A reset message as this kind of stream writes it."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """End the stream after a reset, the way this kind of stream says so to the reader."""
+
+
+class WsSink(Sink):
+    """A WebSocket reader: each event is one unmasked text frame."""
+
+    __slots__ = ("conn",)
+
+    KIND = "ws"
+    HEARTBEAT = ws_text_frame(heartbeat_message())
+
+    def __init__(self, conn: ServerConnection, limit: int) -> None:
+        super().__init__(conn.transport, limit)
+        self.conn = conn
+
+    def is_open(self) -> bool:
+        return self.conn.protocol.state is State.OPEN
+
+    def frame(self, encoded: Encoded) -> bytes:
+        return encoded.ws()
+
+    def reset_frame(self, message: bytes) -> bytes:
+        return ws_text_frame(message)
+
+    def close(self) -> None:
+        """Close with :data:`RESET_CLOSE_CODE`, in the background: the closing handshake awaits."""
+        task = asyncio.get_running_loop().create_task(self.conn.close(RESET_CLOSE_CODE, "reset: reload history"))
+        _closing.add(task)
+        task.add_done_callback(_closing.discard)
+
+
+class SseSink(Sink):
+    """A Server-Sent Events reader: each event is an SSE chunk whose id is its cursor."""
+
+    __slots__ = ()
+
+    KIND = "sse"
+    HEARTBEAT = b": heartbeat\n\n"
+
+    def is_open(self) -> bool:
+        return not self.transport.is_closing()
+
+    def frame(self, encoded: Encoded) -> bytes:
+        return encoded.sse()
+
+    def reset_frame(self, message: bytes) -> bytes:
+        return sse_chunk(message, event="reset")
+
+    def close(self) -> None:
+        self.transport.close()
 
 
 def deliver_coalesced(deliveries: Sequence[tuple[Encoded, Sequence[Any]]]) -> None:
@@ -132,7 +163,7 @@ def deliver_coalesced(deliveries: Sequence[tuple[Encoded, Sequence[Any]]]) -> No
         for sub in recipients:
             sub.sink.deliver(message)
         return
-    per_sink: dict[WsSink | SseSink, list[Encoded]] = {}
+    per_sink: dict[Sink, list[Encoded]] = {}
     for message, recipients in deliveries:
         for sub in recipients:
             queued = per_sink.get(sub.sink)

@@ -1,4 +1,4 @@
-"""What a stream request asks for, and the bytes each kind of stream writes.
+"""What a stream request asks for (or why it is refused), and the bytes each kind of stream writes.
 
 Shared by the WebSocket and SSE adapters; pure functions and small classes, no I/O. The SSE
 port reads its request head with :class:`HeadReader` (h11 underneath); the WebSocket port's head
@@ -7,7 +7,6 @@ is read by the websockets library.
 
 from __future__ import annotations
 
-import re
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -16,7 +15,8 @@ from urllib.parse import parse_qs, urlsplit
 import h11
 
 from shared.cursor import Cursor, CursorError
-from shared.models import valid_feed
+from shared.errors import ApiError
+from shared.models import valid_feed, valid_tag
 
 __all__ = [
     "MAX_HEAD_BYTES",
@@ -24,27 +24,25 @@ __all__ = [
     "HeadReader",
     "RequestHead",
     "StreamRequest",
-    "StreamRequestError",
     "parse_stream_request",
+    "refusal",
     "sse_chunk",
     "ws_text_frame",
 ]
 
-_TAG = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")
 MAX_FILTER_TAGS = 20
 # A stream request's head is a request line and a few headers (a cursor is ~20 bytes): browsers
 # send under 2 KiB. 16 KiB is nginx's default large_client_header_buffers (4 x 8k) in round terms.
 MAX_HEAD_BYTES = 16384
 
 
-class StreamRequestError(ValueError):
-    """A stream request livefeed cannot serve; ``field`` names the part that is wrong."""
+def refusal(status: int, code: str, field: str, message: str) -> ApiError:
+    """A refused stream request: the project's error, naming the one ``field`` that is wrong."""
+    return ApiError(status, code, message, fields=[{"field": field, "message": message}])
 
-    def __init__(self, status: int, field: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.field = field
-        self.message = message
+
+def _bad(status: int, field: str, message: str) -> ApiError:
+    return refusal(status, "bad_stream_request", field, message)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,18 +55,19 @@ class StreamRequest:
 def parse_stream_request(target: str, suffix: str, last_event_id: str | None = None) -> StreamRequest:
     """Read ``/v1/feeds/{feed}/{suffix}?since=…&tags=a,b``; ``Last-Event-ID`` wins over ``since``.
 
-    Any target raises :class:`StreamRequestError` (404 ``path``, else 400 naming the field) or nothing.
+    Any target raises :class:`~shared.errors.ApiError` ``bad_stream_request`` (404 ``path``, else 400
+    naming the field) or nothing.
     """
     try:
         parts = urlsplit(target)
     except ValueError:
-        raise StreamRequestError(400, "path", "the request target is not a URL path") from None
+        raise _bad(400, "path", "the request target is not a URL path") from None
     segments = parts.path.split("/")
     if len(segments) != 5 or segments[:3] != ["", "v1", "feeds"] or segments[4] != suffix:
-        raise StreamRequestError(404, "path", f"no such stream: expected /v1/feeds/{{feed}}/{suffix}")
+        raise _bad(404, "path", f"no such stream: expected /v1/feeds/{{feed}}/{suffix}")
     feed = segments[3]
     if not valid_feed(feed):
-        raise StreamRequestError(400, "feed", "a feed is lowercase letters, digits and dashes, 1 to 63 long")
+        raise _bad(400, "feed", "a feed is lowercase letters, digits and dashes, 1 to 63 long")
     query = parse_qs(parts.query, keep_blank_values=False)
     since_text = last_event_id or next(iter(query.get("since", [])), None)
     since = None
@@ -76,12 +75,12 @@ def parse_stream_request(target: str, suffix: str, last_event_id: str | None = N
         try:
             since = Cursor.parse(since_text)
         except CursorError as exc:
-            raise StreamRequestError(400, "since", str(exc)) from exc
+            raise _bad(400, "since", str(exc)) from exc
     tags: frozenset[str] | None = None
     if "tags" in query:
         wanted = [t for value in query["tags"] for t in value.split(",") if t]
-        if len(wanted) > MAX_FILTER_TAGS or not all(_TAG.fullmatch(t) for t in wanted):
-            raise StreamRequestError(400, "tags", f"tags is up to {MAX_FILTER_TAGS} comma-separated tag slugs")
+        if len(wanted) > MAX_FILTER_TAGS or not all(valid_tag(t) for t in wanted):
+            raise _bad(400, "tags", f"tags is up to {MAX_FILTER_TAGS} comma-separated tag slugs")
         tags = frozenset(wanted) or None
     return StreamRequest(feed, since, tags)
 
@@ -99,7 +98,7 @@ class HeadReader:
     """Reads one HTTP/1.x request head of at most ``limit`` bytes; no I/O, h11 does the parsing.
 
     Read at most :attr:`room` bytes from the peer and pass them to :meth:`feed` until it returns
-    the :class:`RequestHead`. :meth:`feed` raises :class:`StreamRequestError` naming the part at
+    the :class:`RequestHead`. :meth:`feed` raises :class:`~shared.errors.ApiError` naming the part at
     fault: 400 ``request-line``, ``Host`` or ``headers`` for a malformed head, 414 ``request-line``
     or 431 ``headers`` for one over the limit. Bytes after the head are ignored.
     """
@@ -125,19 +124,19 @@ class HeadReader:
             return RequestHead(event.method.decode("ascii"), event.target.decode("ascii"), headers)
         if self.room <= 0:
             if not self._line_seen:
-                raise StreamRequestError(414, "request-line", "the request line is too long")
-            raise StreamRequestError(431, "headers", "the request headers are too large")
+                raise _bad(414, "request-line", "the request line is too long")
+            raise _bad(431, "headers", "the request headers are too large")
         return None
 
 
-def _head_error(exc: h11.RemoteProtocolError) -> StreamRequestError:
+def _head_error(exc: h11.RemoteProtocolError) -> ApiError:
     """Our own words for h11's verdict: its messages quote the peer's bytes, which we do not echo."""
     text = str(exc)
     if "request line" in text:
-        return StreamRequestError(400, "request-line", "the request line is not `METHOD /target HTTP/1.1`")
+        return _bad(400, "request-line", "the request line is not `METHOD /target HTTP/1.1`")
     if "Host" in text:
-        return StreamRequestError(400, "Host", "an HTTP/1.1 request carries exactly one Host header")
-    return StreamRequestError(exc.error_status_hint, "headers", "the request headers are malformed")
+        return _bad(400, "Host", "an HTTP/1.1 request carries exactly one Host header")
+    return _bad(exc.error_status_hint, "headers", "the request headers are malformed")
 
 
 def ws_text_frame(payload: bytes) -> bytes:

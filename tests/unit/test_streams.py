@@ -15,12 +15,12 @@ from services.fanout.streams import (
     HeadReader,
     RequestHead,
     StreamRequest,
-    StreamRequestError,
     parse_stream_request,
     sse_chunk,
     ws_text_frame,
 )
 from shared.cursor import Cursor
+from shared.errors import ApiError
 
 SLUG = re.compile(r"[a-z0-9][a-z0-9-]*")
 REFUSALS = {(404, "path"), (400, "path"), (400, "feed"), (400, "since"), (400, "tags")}
@@ -53,8 +53,8 @@ last_event_ids = st.one_of(st.none(), st.text(max_size=40), cursors.map(Cursor.s
 def test_any_request_is_served_or_refused_with_a_named_field(target: str, suffix: str, last_id: str | None) -> None:
     try:
         request = parse_stream_request(target, suffix, last_id)
-    except StreamRequestError as exc:
-        assert (exc.status, exc.field) in REFUSALS
+    except ApiError as exc:
+        assert (exc.status, exc.fields[0]["field"]) in REFUSALS
         assert exc.message
         return
     assert SLUG.fullmatch(request.feed) and len(request.feed) <= 63
@@ -92,9 +92,9 @@ def test_last_event_id_wins_over_since(feed: str, since: Cursor, last: Cursor) -
     ],
 )
 def test_errors_name_the_field(target: str, status: int, field: str) -> None:
-    with pytest.raises(StreamRequestError) as caught:
+    with pytest.raises(ApiError) as caught:
         parse_stream_request(target, "stream")
-    assert (caught.value.status, caught.value.field) == (status, field)
+    assert (caught.value.status, caught.value.fields[0]["field"]) == (status, field)
 
 
 def _read(head: bytes, chunk: int = 7) -> RequestHead | None:
@@ -109,9 +109,9 @@ def _read(head: bytes, chunk: int = 7) -> RequestHead | None:
 
 
 def _refusal(head: bytes) -> tuple[int, str]:
-    with pytest.raises(StreamRequestError) as caught:
+    with pytest.raises(ApiError) as caught:
         _read(head, chunk=4096)
-    return caught.value.status, caught.value.field
+    return caught.value.status, caught.value.fields[0]["field"]
 
 
 def test_a_head_arriving_in_pieces_is_read() -> None:

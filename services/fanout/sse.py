@@ -1,0 +1,150 @@
+"""The SSE adapter: the fanout's Server-Sent Events port, a small HTTP/1.1 server for one kind of request.
+
+It reads a bounded request head in bounded time (:class:`~services.fanout.streams.HeadReader`),
+answers ``/healthz`` and every refusal in JSON, and streams each accepted reader through
+:class:`~services.fanout.readers.Readers` until it leaves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import http
+from typing import Any
+
+import orjson
+
+from shared.errors import ApiError
+from shared.settings import FanoutSettings
+from shared.wire import reset_message
+
+from .hub import ResetNeeded, Subscriber
+from .readers import Readers
+from .sinks import SseSink
+from .streams import HeadReader, RequestHead, parse_stream_request, refusal, sse_chunk
+
+__all__ = ["HEAD_TIMEOUT_S", "SSE_HEADERS", "serve"]
+
+SSE_HEADERS = (
+    b"HTTP/1.1 200 OK\r\n"
+    b"Content-Type: text/event-stream; charset=utf-8\r\n"
+    b"Cache-Control: no-cache, no-store\r\n"
+    b"X-Accel-Buffering: no\r\n"
+    b"Connection: close\r\n\r\n"
+    b"retry: 1000\n\n"
+)
+HEAD_TIMEOUT_S = 10.0
+"""A whole SSE request head must arrive within this (slowloris bound); browsers and nginx send it at once."""
+LINGER_S = 2.0
+LINGER_BYTES = 65536
+"""After an answer to a refused request, read and drop at most this much for at most LINGER_S: closing
+with unread input sends a TCP reset, which can destroy the answer before the client reads it."""
+
+
+async def serve(readers: Readers, settings: FanoutSettings) -> asyncio.Server:
+    """Open the SSE port; it serves until the returned server is closed."""
+    handler = functools.partial(_connection, readers, settings)
+    return await asyncio.start_server(
+        handler, settings.fanout_host, settings.fanout_sse_port, limit=16384, backlog=1024
+    )
+
+
+async def _connection(
+    readers: Readers, settings: FanoutSettings, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> None:
+    """Serve one connection: a stream until the reader leaves, or one JSON answer; then close it."""
+    sub: Subscriber | None = None
+    try:
+        head = await _read_head_in_time(reader)
+        if head is None:
+            return
+        _check_head(head, settings.allowed_origins)
+        if head.target == "/healthz":
+            await _answer(reader, writer, 200, {"status": "ok"})
+            return
+        sub = _join(readers, head, SseSink(writer.transport, settings.fanout_queue_limit))
+        if sub is None:
+            return
+        while await reader.read(1024):
+            pass
+    except ApiError as exc:
+        await _answer(reader, writer, exc.status, exc.body())
+    except ConnectionError:
+        pass
+    finally:
+        if sub is not None:
+            readers.leave(sub)
+        writer.close()
+
+
+def _check_head(head: RequestHead, allowed_origins: list[str]) -> None:
+    """Raise an :class:`~shared.errors.ApiError` for a method other than GET or a foreign Origin."""
+    if head.method != "GET":
+        raise refusal(405, "method_not_allowed", "method", "Use GET.")
+    origin = head.headers.get("origin")
+    if origin is not None and origin not in allowed_origins:
+        raise refusal(403, "origin_not_allowed", "Origin", "This Origin may not open a stream.")
+
+
+def _join(readers: Readers, head: RequestHead, sink: SseSink) -> Subscriber | None:
+    """Start the stream ``head`` asks for; ``None`` if its cursor needs a reset (then sent, and the stream ends).
+
+    Raises an :class:`~shared.errors.ApiError` for a bad request or a full fanout.
+    """
+    request = parse_stream_request(head.target, "events", head.headers.get("last-event-id"))
+    readers.check_room()
+    try:
+        return readers.join(request, sink, _greeting, now=asyncio.get_running_loop().time())
+    except ResetNeeded as exc:
+        reset = reset_message(request.feed, exc.reason.value, None)
+        sink.write(SSE_HEADERS + sse_chunk(reset, event="reset"))
+        return None
+
+
+def _greeting(hello: bytes) -> bytes:
+    """The response head, then the hello event: the first bytes of every stream."""
+    return SSE_HEADERS + sse_chunk(hello, event="hello")
+
+
+async def _read_head_in_time(reader: asyncio.StreamReader) -> RequestHead | None:
+    """:func:`_read_head`, or a 408 :class:`~shared.errors.ApiError` if it takes over ``HEAD_TIMEOUT_S``."""
+    try:
+        return await asyncio.wait_for(_read_head(reader), HEAD_TIMEOUT_S)
+    except TimeoutError:
+        raise refusal(
+            408, "request_timeout", "headers", f"The request head did not arrive within {HEAD_TIMEOUT_S:g} s."
+        ) from None
+
+
+async def _read_head(reader: asyncio.StreamReader) -> RequestHead | None:
+    """The SSE request head, never reading past the head limit; ``None`` if the peer left before finishing it."""
+    head_reader = HeadReader()
+    while head_reader.room > 0:
+        data = await reader.read(head_reader.room)
+        if not data:
+            return None
+        head = head_reader.feed(data)
+        if head is not None:
+            return head
+    return None
+
+
+async def _answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, status: int,
+                  body: dict[str, Any]) -> None:
+    """Send a final JSON answer, then half-close and drain (bounded) so the peer gets to read it.
+
+    The caller closes the connection afterwards.
+    """
+    payload = orjson.dumps(body)
+    writer.write(
+        f"HTTP/1.1 {status} {http.HTTPStatus(status).phrase}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n".encode() + payload
+    )
+    if writer.can_write_eof():
+        writer.write_eof()
+    drained = 0
+    with contextlib.suppress(TimeoutError, ConnectionError):
+        async with asyncio.timeout(LINGER_S):
+            while drained < LINGER_BYTES and (chunk := await reader.read(LINGER_BYTES)):
+                drained += len(chunk)
