@@ -5,7 +5,9 @@ atomic step as the event). On assignment the consumer resumes right after it; wi
 watermark (a new or emptied Redis) it reads the partition from the beginning and reports
 ``rebuilding`` until it has caught up. Offsets are committed to Kafka after Redis has the event.
 
-When Redis is slow or down the consumer does not exit: it says ``redis_unavailable``, rewinds
+A commit Kafka refuses (the group dropped this member after a long pause, or is rebalancing)
+is logged and skipped: the next assignment resumes from Redis's watermark. When Redis is slow
+or down the consumer does not exit either: it says ``redis_unavailable``, rewinds
 to the first record it has not stored, and tries again with capped backoff. Applying is
 idempotent, so a record stored just before the failure is harmlessly applied again.
 """
@@ -19,6 +21,7 @@ from enum import StrEnum
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError
 
 from shared.breaker import STORE_ERRORS
 from shared.cursor import Cursor
@@ -116,8 +119,15 @@ class HistoryConsumer:
             if not await self._apply(tp, records):
                 await self._rebuild(consumer, consumer.assignment())
                 return
-            await consumer.commit({tp: records[-1].offset + 1})
             self._next[tp] = records[-1].offset + 1
+            try:
+                await consumer.commit({tp: records[-1].offset + 1})
+            except CommitFailedError as exc:
+                # The group dropped us (a long pause) or is rebalancing: the records are in Redis,
+                # and on reassignment position() resumes from Redis's watermark, not this commit.
+                log.warning("kafka commit refused; the next assignment resumes from redis",
+                            extra={"partition": tp.partition, "error": repr(exc)})
+                return
 
     def _rewind(self, consumer: AIOKafkaConsumer, batches: dict[TopicPartition, list[Any]]) -> None:
         """Read again every fetched record not yet committed (applying twice changes nothing)."""

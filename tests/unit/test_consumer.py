@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from aiokafka import TopicPartition
+from aiokafka.errors import CommitFailedError
 
 from services.history.consumer import HistoryConsumer, Readiness
 from shared.cursor import Cursor
@@ -80,7 +81,11 @@ class Consumer:
     async def end_offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
         return {tp: self.ends.get(tp, 0) for tp in partitions}
 
+    refuse_commits = False
+
     async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        if self.refuse_commits:
+            raise CommitFailedError("the group dropped this member")
         self.commits.append(offsets)
 
 
@@ -187,6 +192,17 @@ async def test_records_are_applied_in_order_at_their_cursors_then_committed() ->
     assert kafka.commits == [{P0: 7}, {P2: 10}]
     assert consumer._next == {P0: 7, P2: 10}
     assert consumer.applied == 3
+
+
+async def test_a_commit_kafka_refuses_leaves_the_stored_records_stored_and_does_not_stop_history() -> None:
+    """A member the group dropped (a long pause) cannot commit; Redis's watermark still places it."""
+    store = Store()
+    consumer = history(store)
+    kafka = Consumer({P0, P2})
+    kafka.refuse_commits = True
+    await consumer._apply_batches(cast(Any, kafka), {P0: [record(5)], P2: [record(9)]})
+    assert store.applied == [("h5", Cursor(EPOCH, 0, 5))]
+    assert consumer._next == {P0: 6}
 
 
 async def test_a_record_that_changed_nothing_is_committed_but_not_counted() -> None:
