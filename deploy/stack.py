@@ -23,7 +23,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from string import Template
@@ -228,6 +228,17 @@ http {{
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(5)
+
+    @contextlib.contextmanager
+    def paused(self, name: str) -> Iterator[int]:
+        """SIGSTOP process ``name`` for the body (a hung process keeps its sockets open, unlike a
+        dead one); SIGCONT it whatever happens. Yields its pid. For fault tests and benchmarks."""
+        pid = self.procs[name].pid
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            yield pid
+        finally:
+            os.kill(pid, signal.SIGCONT)
 
     def restart_service(self, name: str) -> None:
         self.stop_process(name)

@@ -11,6 +11,7 @@ plus the control messages ``hello``, ``reset`` and ``heartbeat`` built here too.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -23,6 +24,7 @@ __all__ = [
     "Event",
     "EventType",
     "WireError",
+    "event_or_none",
     "heartbeat_message",
     "hello_message",
     "reset_message",
@@ -126,3 +128,15 @@ def reset_message(feed: str, reason: str, cursor: Cursor | None) -> bytes:
 
 def heartbeat_message() -> bytes:
     return b'{"type":"heartbeat"}'
+
+
+_log = logging.getLogger("livefeed.wire")
+
+
+def event_or_none(value: bytes, partition: int, offset: int) -> Event | None:
+    """The event in a Kafka record, or None (logged) for a record that is not one: consumers skip it."""
+    try:
+        return Event.parse(value)
+    except WireError:
+        _log.error("skipping a record that is not a livefeed event", extra={"partition": partition, "offset": offset})
+        return None

@@ -17,7 +17,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from shared.kafka import make_consumer, read_topic_epoch, topic_partitions, wait_for_kafka
 from shared.settings import FanoutSettings
-from shared.wire import Event, WireError
+from shared.wire import event_or_none
 
 from .hub import Hub, Subscriber
 from .sinks import deliver_coalesced
@@ -130,11 +130,8 @@ def _publish(hub: Hub, batches: Batches) -> Iterator[tuple[Encoded, list[Subscri
     """Publish every record to the hub, in order, yielding each event that has readers, with them."""
     for tp, records in batches.items():
         for record in records:
-            try:
-                event = Event.parse(record.value)
-            except WireError:
-                log.error("skipping a record that is not a livefeed event",
-                          extra={"partition": tp.partition, "offset": record.offset})
+            event = event_or_none(record.value, tp.partition, record.offset)
+            if event is None:
                 continue
             delivery = hub.publish(tp.partition, record.offset, event)
             if delivery.recipients:

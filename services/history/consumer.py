@@ -28,7 +28,7 @@ from shared.cursor import Cursor
 from shared.kafka import make_consumer
 from shared.settings import HistorySettings
 from shared.store import ItemStore
-from shared.wire import Event, WireError
+from shared.wire import event_or_none
 
 __all__ = ["HistoryConsumer", "Readiness"]
 
@@ -164,11 +164,8 @@ class HistoryConsumer:
     async def _apply(self, tp: TopicPartition, records: list[Any]) -> bool:
         """Apply ``records`` in order; False if Redis lost its data meanwhile."""
         for record in records:
-            try:
-                event = Event.parse(record.value)
-            except WireError:
-                log.error("skipping a record that is not a livefeed event",
-                          extra={"partition": tp.partition, "offset": record.offset})
+            event = event_or_none(record.value, tp.partition, record.offset)
+            if event is None:
                 continue
             result = await self.store.apply(event, Cursor(self.epoch, tp.partition, record.offset), watermark=True)
             if result < 0:

@@ -32,7 +32,6 @@ from tests.utils.faults import (
     history_committed,
     last_words,
     offset,
-    paused,
     read_back,
     restore,
     settle,
@@ -146,7 +145,7 @@ async def test_a_paused_kafka_is_a_prompt_503_and_a_retried_key_makes_one_item(
     try:
         await until(lambda: reader.connections > 0, 15, "hello on the stream", [reader_task])
         before = await writer.post({"headline": "before"})
-        with paused(stack, "kafka"):
+        with stack.paused("kafka"):
             await asyncio.gather(*(refused_post(n) for n in range(3)))
         resumed = time.monotonic()
         for _, _, answer, took in refused:
@@ -193,7 +192,7 @@ async def test_a_kafka_pause_longer_than_a_group_session_leaves_every_service_ru
     key, body = uuid.uuid4().hex, {"headline": "during"}
     try:
         await writer.post({"headline": "before"})
-        with paused(stack, "kafka"):
+        with stack.paused("kafka"):
             paused_at = time.monotonic()
             refused = await api.post(f"/v1/feeds/{feed}/items", json=body, headers={"Idempotency-Key": key}, timeout=60)
             assert refused.status_code == 503, refused.text
@@ -213,7 +212,7 @@ async def test_history_paused_longer_than_its_group_session_carries_on(
     writer = KeyedWriter(api, feed, give_up_s=60)
     try:
         await writer.post({"headline": "before"})
-        with paused(stack, "history"):
+        with stack.paused("history"):
             paused_at = time.monotonic()
             while time.monotonic() - paused_at < LONG_PAUSE_S:
                 await writer.post({"headline": "during"})
@@ -246,7 +245,7 @@ async def ride_through(
         await until(lambda: len(writer.acked) >= posts_each_side and writer.in_flight > 0, 30,
                     "posts before the fault", everything)
         if hold_kafka:
-            with paused(stack, "kafka"):
+            with stack.paused("kafka"):
                 await until(lambda: writer.in_flight == len(writer_tasks), 5, "posts waiting for Kafka", everything)
                 await asyncio.sleep(HOLD_S)
                 down_s = await crash(stack, name, sig)

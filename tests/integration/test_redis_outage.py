@@ -4,27 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import signal
 import time
 import uuid
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable
 
 import httpx
 
 from deploy.stack import Stack
 from tests.utils.streams import next_event, next_message, open_stream
-
-
-@contextlib.contextmanager
-def paused(stack: Stack, name: str) -> Iterator[None]:
-    """SIGSTOP one of the stack's processes for the body; SIGCONT it whatever happens."""
-    pid = stack.procs[name].pid
-    os.kill(pid, signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        os.kill(pid, signal.SIGCONT)
 
 
 async def timed(request: Awaitable[httpx.Response]) -> tuple[httpx.Response, float]:
@@ -55,7 +42,7 @@ async def test_with_redis_paused_posts_go_through_and_reads_answer_503_fast(
     key = {"Idempotency-Key": uuid.uuid4().hex}
     try:
         assert (await next_message(ws))["type"] == "hello"
-        with paused(stack, "redis"):
+        with stack.paused("redis"):
             post, post_s = await timed(api.post(f"/v1/feeds/{feed}/items", json={"headline": "During"}, headers=key))
             assert post.status_code == 201, post.text
             assert post_s < 3.0
@@ -104,7 +91,7 @@ async def test_a_retry_after_the_key_store_was_unreachable_makes_no_second_item(
     ws = await open_stream(ws_url, feed, origin)
     try:
         assert (await next_message(ws))["type"] == "hello"
-        with paused(stack, "redis"):
+        with stack.paused("redis"):
             first = await api.post(f"/v1/feeds/{feed}/items", json=body, headers=key)
             assert first.status_code == 201
         assert (await next_event(ws, 5))["item"]["headline"] == "Said once"

@@ -1,7 +1,7 @@
 """Fault injection for integration tests, and clients that ride through the faults.
 
-:func:`paused` and :func:`crash` stop one of the stack's processes (SIGSTOP, or a signal to
-its process group); :func:`restore` starts it again if it is gone, for a test's ``finally``.
+``Stack.paused`` (deploy/stack.py) and :func:`crash` stop one of the stack's processes (SIGSTOP,
+or a signal to its process group); :func:`restore` starts it again if it is gone, for a test's ``finally``.
 :class:`ResumingReader` reconnects after any drop from its last cursor, as a browser does, and
 :class:`KeyedWriter` retries every post with the same Idempotency-Key until it is acknowledged,
 as a newsroom tool should: what they end up with is what the faults let through.
@@ -17,7 +17,7 @@ import subprocess
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -42,7 +42,6 @@ __all__ = [
     "history_committed",
     "last_words",
     "offset",
-    "paused",
     "read_back",
     "restore",
     "settle",
@@ -61,17 +60,6 @@ WRITER_RETRYABLE = frozenset({409, 429, 502, 503})
 def offset(cursor: str) -> int:
     """The Kafka offset in a cursor (``epoch.partition.offset``); one feed's cursors share a partition."""
     return int(cursor.rsplit(".", 1)[1])
-
-
-@contextlib.contextmanager
-def paused(stack: Stack, name: str) -> Iterator[int]:
-    """SIGSTOP the process for the body (a hung broker keeps its sockets open); SIGCONT it whatever happens."""
-    pid = stack.procs[name].pid
-    os.kill(pid, signal.SIGSTOP)
-    try:
-        yield pid
-    finally:
-        os.kill(pid, signal.SIGCONT)
 
 
 async def crash(stack: Stack, name: str, sig: signal.Signals, timeout: float = 30.0) -> float:
