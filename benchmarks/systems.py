@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from .httpclient import HttpConnection, build_request
+import httpx
+
 from .procstat import listening_pid
 
 __all__ = ["PEER_OFFSETS", "System", "start_peer"]
@@ -123,20 +124,18 @@ def _open_log(log_dir: Path, name: str) -> IO[bytes]:
 
 
 async def _wait_ready(host: str, port: int, process: asyncio.subprocess.Process, timeout_s: float) -> None:
+    """Poll the peer's ``/healthz`` until it says ready (not a measured path, so httpx, not the lean client)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
-    request = build_request("GET", host, port, "/healthz")
-    while loop.time() < deadline:
-        if process.returncode is not None:
-            raise RuntimeError(f"peer on port {port} exited with code {process.returncode}")
-        conn = HttpConnection(host, port)
-        try:
-            status, body = await conn.send(request, timeout_s=2)
-            if status == 200 and json.loads(body).get("ready"):
-                return
-        except (OSError, TimeoutError, ConnectionError, ValueError):
-            pass
-        finally:
-            conn.close()
-        await asyncio.sleep(0.3)
+    async with httpx.AsyncClient(base_url=f"http://{host}:{port}", timeout=2.0, trust_env=False) as client:
+        while loop.time() < deadline:
+            if process.returncode is not None:
+                raise RuntimeError(f"peer on port {port} exited with code {process.returncode}")
+            try:
+                answer = await client.get("/healthz")
+                if answer.status_code == 200 and answer.json().get("ready"):
+                    return
+            except (httpx.HTTPError, ValueError):
+                pass
+            await asyncio.sleep(0.3)
     raise RuntimeError(f"peer on port {port} was not ready within {timeout_s:.0f}s")
