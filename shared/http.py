@@ -17,7 +17,7 @@ from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Lifespan, Message, Receive, Scope, Send
 
-from .breaker import StoreUnavailable
+from .breaker import Breaker, StoreUnavailable
 from .errors import ApiError
 
 __all__ = [
@@ -81,8 +81,15 @@ async def _on_http_error(_: Request, exc: Exception) -> JsonResponse:
 STORE_RETRY_AFTER_S = 1
 
 
-async def _on_store_unavailable(_: Request, exc: Exception) -> JsonResponse:
-    """Redis is slow or down: a fast 503 the client may retry, never a 500 or a hang."""
+async def _on_store_unavailable(request: Request, exc: Exception) -> JsonResponse:
+    """Redis is slow or down: a fast 503 the client may retry, never a 500 or a hang.
+
+    An app that keeps a :class:`~shared.breaker.Breaker` as ``app.state.breaker`` has it opened
+    by a Redis error here, so its next requests can answer at once (see history's deps).
+    """
+    breaker = getattr(request.app.state, "breaker", None)
+    if isinstance(breaker, Breaker) and not isinstance(exc, StoreUnavailable):
+        breaker.failed(exc)
     return error_response(
         ApiError(
             503,

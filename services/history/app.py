@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from shared.breaker import Breaker
 from shared.http import create_api
 from shared.kafka import read_topic_epoch, wait_for_kafka
 from shared.logs import RequestIdMiddleware
@@ -40,6 +41,7 @@ def create_app(settings: HistorySettings | None = None) -> FastAPI:
                           op_ttl_s=settings.idempotency_ttl_s)
         consumer = HistoryConsumer(settings, store, epoch)
         app.state.store, app.state.consumer, app.state.epoch = store, consumer, epoch
+        app.state.breaker = Breaker()
         task = asyncio.create_task(consumer.run(), name="history-consumer")
         task.add_done_callback(_crash_on_failure)
         try:
