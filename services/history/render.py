@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from html import escape
 from typing import Any
@@ -20,6 +21,7 @@ from shared.models import Item, Urgency
 __all__ = [
     "feed_title",
     "iso",
+    "item_template",
     "layout",
     "live_blog_json_ld",
     "masthead",
@@ -70,59 +72,117 @@ def _clock(moment: datetime, now: datetime) -> str:
     return f"{moment.day} {moment:%b}, {moment:%H:%M} UTC"
 
 
+def _time_tag(instant: str, clock: str) -> str:
+    return f'<time datetime="{escape(instant)}">{escape(clock)}</time>'
+
+
 def _time(moment: datetime, now: datetime) -> str:
-    return f'<time datetime="{escape(iso(moment))}">{escape(_clock(moment, now))}</time>'
+    return _time_tag(iso(moment), _clock(moment, now))
+
+
+@dataclass(frozen=True)
+class _ItemParts:
+    """What one update shows, already as text; None (or no tags) leaves that part out.
+
+    Real items and the template's skeleton both go through :func:`_item_markup`, so the item's
+    markup is written only there. Times are ``(datetime attribute, shown text)``; ``source`` is
+    ``(href, host)``.
+    """
+
+    id: str
+    version: str
+    breaking: bool
+    pinned: bool
+    key_event: bool
+    published: tuple[str, str]
+    headline: str
+    body: str | None
+    byline: str | None
+    source: tuple[str, str] | None
+    tags: Sequence[str]
+    updated: tuple[str, str] | None
+
+
+_SKELETON = _ItemParts(
+    id="", version="", breaking=True, pinned=True, key_event=True, published=("", ""), headline="",
+    body="", byline="", source=("", ""), tags=("",), updated=("", ""),
+)
+"""Every optional part present and every text empty: what ``web/render.js`` clones and fills."""
+
+
+def _item_markup(parts: _ItemParts) -> str:
+    anchor = escape(f"item-{parts.id}")
+    classes = ["item"]
+    badges = []
+    if parts.breaking:
+        classes.append("is-breaking")
+        badges.append('<span class="badge badge-breaking">Breaking</span>')
+    if parts.pinned:
+        classes.append("is-pinned")
+        badges.append('<span class="badge badge-pinned">Pinned</span>')
+    if parts.key_event:
+        classes.append("is-key")
+        badges.append('<span class="badge badge-key">Key event</span>')
+    html = [
+        f'<article class="{" ".join(classes)}" id="{anchor}" data-id="{escape(parts.id)}"'
+        f' data-version="{escape(parts.version)}" data-pinned="{int(parts.pinned)}" tabindex="-1"'
+        f' aria-labelledby="{anchor}-h">',
+        '<div class="item-meta">',
+        f'<a class="item-time" href="#{anchor}" title="Link to this update">{_time_tag(*parts.published)}</a>',
+        *badges,
+        "</div>",
+        f'<h3 class="item-headline" id="{anchor}-h">{escape(parts.headline)}</h3>',
+    ]
+    if parts.body is not None:
+        html.append(f'<p class="item-body">{escape(parts.body)}</p>')
+    foot = []
+    if parts.byline is not None:
+        foot.append(f'<span class="item-byline">{escape(parts.byline)}</span>')
+    if parts.source is not None:
+        href, host = parts.source
+        foot.append(
+            f'<a class="item-source" href="{escape(href)}" rel="nofollow noopener noreferrer ugc">'
+            f"Source: {escape(host)}</a>"
+        )
+    if parts.tags:
+        tags = "".join(f'<li class="tag">{escape(tag)}</li>' for tag in parts.tags)
+        foot.append(f'<ul class="item-tags" aria-label="Tags">{tags}</ul>')
+    if parts.updated is not None:
+        foot.append(f'<span class="item-updated">Updated {_time_tag(*parts.updated)} · v{escape(parts.version)}</span>')
+    if foot:
+        html.append(f'<div class="item-foot">{"".join(foot)}</div>')
+    html.append("</article>")
+    return "".join(html)
 
 
 def render_item(item: Item, now: datetime) -> str:
-    """One update as the reader page shows it; ``web/render.js`` builds the same markup."""
-    anchor = f"item-{item.id}"
-    classes = ["item"]
-    badges = []
-    if item.urgency is Urgency.breaking:
-        classes.append("is-breaking")
-        badges.append('<span class="badge badge-breaking">Breaking</span>')
-    if item.pinned:
-        classes.append("is-pinned")
-        badges.append('<span class="badge badge-pinned">Pinned</span>')
-    if item.key_event:
-        classes.append("is-key")
-        badges.append('<span class="badge badge-key">Key event</span>')
-    parts = [
-        f'<article class="{" ".join(classes)}" id="{escape(anchor)}" data-id="{escape(item.id)}"'
-        f' data-version="{item.version}" data-pinned="{int(item.pinned)}" tabindex="-1"'
-        f' aria-labelledby="{escape(anchor)}-h">',
-        '<div class="item-meta">',
-        f'<a class="item-time" href="#{escape(anchor)}" title="Link to this update">'
-        f"{_time(item.published_at, now)}</a>",
-        *badges,
-        "</div>",
-        f'<h3 class="item-headline" id="{escape(anchor)}-h">{escape(item.headline)}</h3>',
-    ]
-    if item.body:
-        parts.append(f'<p class="item-body">{escape(item.body)}</p>')
-    foot = []
-    if item.byline:
-        foot.append(f'<span class="item-byline">{escape(item.byline)}</span>')
+    """One update as the reader page shows it; ``web/render.js`` fills :func:`item_template` alike."""
     link = safe_link(item.url)
-    if link is not None:
-        host = urlsplit(link).hostname or link
-        foot.append(
-            f'<a class="item-source" href="{escape(link)}" rel="nofollow noopener noreferrer ugc">'
-            f"Source: {escape(host)}</a>"
+    return _item_markup(
+        _ItemParts(
+            id=item.id,
+            version=str(item.version),
+            breaking=item.urgency is Urgency.breaking,
+            pinned=item.pinned,
+            key_event=item.key_event,
+            published=(iso(item.published_at), _clock(item.published_at, now)),
+            headline=item.headline,
+            body=item.body or None,
+            byline=item.byline or None,
+            source=(link, urlsplit(link).hostname or link) if link is not None else None,
+            tags=item.tags,
+            updated=(iso(item.updated_at), _clock(item.updated_at, now)) if item.version > 1 else None,
         )
-    if item.tags:
-        tags = "".join(f'<li class="tag">{escape(tag)}</li>' for tag in item.tags)
-        foot.append(f'<ul class="item-tags" aria-label="Tags">{tags}</ul>')
-    if item.version > 1:
-        foot.append(
-            f'<span class="item-updated">Updated {_time(item.updated_at, now)}'
-            f' · v{item.version}</span>'
-        )
-    if foot:
-        parts.append(f'<div class="item-foot">{"".join(foot)}</div>')
-    parts.append("</article>")
-    return "".join(parts)
+    )
+
+
+def item_template() -> str:
+    """The ``<template id="item-template">`` that ``web/render.js`` builds live updates from.
+
+    It is :func:`render_item`'s markup with every optional part present and no text, so a change
+    to an update's markup is made once, here, and reaches server-rendered and live updates alike.
+    """
+    return f'<template id="item-template">{_item_markup(_SKELETON)}</template>'
 
 
 def reader_order(items: Iterable[Item]) -> list[Item]:
@@ -257,7 +317,8 @@ New updates appear here as the newsroom posts them.</p>
 <div class="visually-hidden" id="announcer" aria-live="polite" aria-atomic="true"></div>
 <footer class="site-footer"><p>Times are shown in your time zone (UTC without JavaScript). \
 Keyboard: <kbd>j</kbd> next update, <kbd>k</kbd> previous update.</p>\
-<p><a href="/newsroom">Newsroom console</a></p></footer>"""
+<p><a href="/newsroom">Newsroom console</a></p></footer>
+{item_template()}"""
     json_ld = script_json(live_blog_json_ld(feed, page_url, items, key_events))
     head = f'<script type="application/ld+json">{json_ld}</script>\n'
     head += f'<link rel="canonical" href="{escape(page_url)}">\n'
@@ -294,7 +355,7 @@ def render_console() -> str:
     """The newsroom console's shell; ``web/console.js`` brings it to life once the editor signs in."""
     head = '<meta name="robots" content="noindex">\n'
     signout = '<button class="masthead-button" id="signout" type="button" hidden>Sign out</button>'
-    body = masthead('<span class="masthead-label">Newsroom</span>' + signout) + _CONSOLE
+    body = masthead('<span class="masthead-label">Newsroom</span>' + signout) + _CONSOLE + item_template()
     return layout("Newsroom console · livefeed", body, script="console.js", head=head, body_class="page-console")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import UTC, datetime, timedelta
+from html.parser import HTMLParser
 from types import SimpleNamespace
 from typing import Any
 
@@ -44,6 +45,11 @@ def make_item(n: int, **fields: Any) -> Item:
 
 def ld_blocks(html: str) -> list[str]:
     return re.findall(r'<script type="application/ld\+json">(.*?)</script>', html, flags=re.S)
+
+
+def shown_items(html: str) -> int:
+    """How many updates the page shows: the item template at its end is not one."""
+    return html.split('<template id="item-template">')[0].count('<article class="item')
 
 
 # -- script-safe JSON ---------------------------------------------------------------------------
@@ -98,6 +104,38 @@ def test_only_http_links_become_links(url: str | None, linked: bool) -> None:
         assert 'rel="nofollow noopener noreferrer ugc"' in html
         assert "&amp;c=2" in html or "&c" not in html
     assert "javascript:" not in html
+
+
+class _Tree(HTMLParser):
+    """The classes and the text of a piece of markup."""
+
+    def __init__(self, html: str) -> None:
+        super().__init__()
+        self.classes: list[str] = []
+        self.text: list[str] = []
+        self.feed(html)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.classes += (dict(attrs).get("class") or "").split()
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+
+def test_the_item_template_is_an_item_with_every_part_and_no_newsroom_text() -> None:
+    full = make_item(6, version=2, urgency="breaking", pinned=True, key_event=True, byline="Desk",
+                     url="https://example.org/a", tags=["one"])
+    template = rendering.item_template()
+    assert template.startswith('<template id="item-template"><article ') and template.endswith("</template>")
+    skeleton = _Tree(template.removeprefix('<template id="item-template">').removesuffix("</template>"))
+    assert skeleton.classes == _Tree(rendering.render_item(full, NOW)).classes
+    assert skeleton.text == ["Breaking", "Pinned", "Key event", "Source: ", "Updated ", " · v"]
+
+
+def test_reader_and_console_carry_the_item_template_once() -> None:
+    for html in (render([make_item(1)]), rendering.render_console()):
+        assert html.count('<template id="item-template">') == 1
+        assert html.count(rendering.item_template()) == 1
 
 
 def test_times_show_the_day_when_not_today() -> None:
@@ -252,14 +290,14 @@ async def test_reader_route_shows_a_page_and_its_older_pages() -> None:
     assert first.status_code == 200
     assert first.headers["content-type"].startswith("text/html")
     assert "connect-src 'self' ws://gw.example:8080" in first.headers["content-security-policy"]
-    assert first.text.count('<article class="item') == 21  # the newest 20 and the pinned one from far back
+    assert shown_items(first.text) == 21  # the newest 20 and the pinned one from far back
     assert f'id="item-{items[0].id}"' in first.text
     assert 'data-cursor="e1.0.44"' in first.text
     posting = json.loads(ld_blocks(first.text)[0])
     assert posting["liveBlogUpdate"][0]["url"] == f"http://gw.example:8080/feeds/world#item-{items[44].id}"
     older = await client.get("/feeds/world", params={"before": "e1.0.25"})
     assert older.status_code == 200
-    assert older.text.count('<article class="item') == 20
+    assert shown_items(older.text) == 20
     assert f'id="item-{items[24].id}"' in older.text and 'data-static="1"' in older.text
 
 

@@ -1,5 +1,6 @@
-// Builds an update's markup from an item, exactly as services/history/render.py renders it: keep the
-// two in step. Newsroom text is only ever set with textContent, never parsed as HTML.
+// Builds an update from an item by filling the page's <template id="item-template">, which
+// services/history/render.py renders with the same code as the page's own updates: the markup is
+// written there only. Newsroom text is only ever set with textContent, never parsed as HTML.
 
 // "19:05" where clocks run to 24 hours, "7:05 PM" (not "07:05 PM") where they run to 12.
 const hour = new Intl.DateTimeFormat(undefined, { hour: 'numeric' }).resolvedOptions().hour12 ? 'numeric' : '2-digit';
@@ -30,13 +31,6 @@ export function el(tag, className, text, ...children) {
   return node;
 }
 
-function timeEl(iso) {
-  const node = el('time', '', formatTime(iso));
-  node.dateTime = iso;
-  node.title = new Date(iso).toLocaleString();
-  return node;
-}
-
 /** The URL if it is an absolute http(s) address, else null (no javascript: links). */
 export function safeLink(url) {
   if (!url) return null;
@@ -50,49 +44,63 @@ export function safeLink(url) {
 
 /** One update as an <article>; `actions` (an element) is appended for the newsroom console. */
 export function renderItem(item, actions = null) {
+  const template = document.getElementById('item-template');
+  if (!template) throw new Error('renderItem needs the page\'s <template id="item-template">');
+  const article = document.importNode(template.content, true).firstElementChild;
+  const part = (selector) => article.querySelector(selector);
   const anchor = `item-${item.id}`;
-  const article = el('article', 'item');
   article.id = anchor;
-  article.tabIndex = -1;
   article.dataset.id = item.id;
   article.dataset.version = String(item.version);
   article.dataset.pinned = item.pinned ? '1' : '0';
   article.setAttribute('aria-labelledby', `${anchor}-h`);
-  article.classList.toggle('is-breaking', item.urgency === 'breaking');
-  article.classList.toggle('is-pinned', Boolean(item.pinned));
-  article.classList.toggle('is-key', Boolean(item.key_event));
-
-  const link = el('a', 'item-time', null, timeEl(item.published_at));
-  link.href = `#${anchor}`;
-  link.title = 'Link to this update';
-  const meta = el('div', 'item-meta', null, link);
-  if (item.urgency === 'breaking') meta.append(el('span', 'badge badge-breaking', 'Breaking'));
-  if (item.pinned) meta.append(el('span', 'badge badge-pinned', 'Pinned'));
-  if (item.key_event) meta.append(el('span', 'badge badge-key', 'Key event'));
-  const headline = el('h3', 'item-headline', item.headline);
+  part('.item-time').setAttribute('href', `#${anchor}`);
+  part('.item-time time').setAttribute('datetime', item.published_at);
+  const flags = { breaking: item.urgency === 'breaking', pinned: Boolean(item.pinned), key: Boolean(item.key_event) };
+  for (const [flag, on] of Object.entries(flags)) {
+    if (on) continue;
+    article.classList.remove(`is-${flag}`);
+    part(`.badge-${flag}`).remove();
+  }
+  const headline = part('.item-headline');
   headline.id = `${anchor}-h`;
-  article.append(meta, headline);
-  if (item.body) article.append(el('p', 'item-body', item.body));
+  headline.textContent = item.headline;
 
-  const foot = el('div', 'item-foot');
-  if (item.byline) foot.append(el('span', 'item-byline', item.byline));
-  const source = safeLink(item.url);
-  if (source) {
-    const a = el('a', 'item-source', `Source: ${source.hostname}`);
-    a.href = source.href;
-    a.rel = 'nofollow noopener noreferrer ugc';
-    foot.append(a);
+  const body = part('.item-body');
+  if (item.body) body.textContent = item.body;
+  else body.remove();
+  const byline = part('.item-byline');
+  if (item.byline) byline.textContent = item.byline;
+  else byline.remove();
+  const source = part('.item-source');
+  const link = safeLink(item.url);
+  if (link) {
+    source.setAttribute('href', item.url);
+    source.lastChild.appendData(link.hostname);
+  } else {
+    source.remove();
   }
+  const tags = part('.item-tags');
+  const tag = tags.firstElementChild;
   if (item.tags && item.tags.length) {
-    const tags = el('ul', 'item-tags');
-    tags.setAttribute('aria-label', 'Tags');
-    for (const tag of item.tags) tags.append(el('li', 'tag', tag));
-    foot.append(tags);
+    tags.replaceChildren(...item.tags.map((text) => {
+      const li = tag.cloneNode(false);
+      li.textContent = text;
+      return li;
+    }));
+  } else {
+    tags.remove();
   }
+  const updated = part('.item-updated');
   if (item.version > 1) {
-    foot.append(el('span', 'item-updated', 'Updated ', timeEl(item.updated_at), document.createTextNode(` · v${item.version}`)));
+    updated.querySelector('time').setAttribute('datetime', item.updated_at);
+    updated.lastChild.appendData(String(item.version));
+  } else {
+    updated.remove();
   }
-  if (foot.childNodes.length) article.append(foot);
+  const foot = part('.item-foot');
+  if (!foot.childElementCount) foot.remove();
+  localizeTimes(article);
   if (actions) article.append(actions);
   return article;
 }
