@@ -9,7 +9,7 @@ import time
 
 import httpx
 import pytest
-from playwright.async_api import Browser, Page, WebSocketRoute, expect
+from playwright.async_api import Browser, Page, Route, WebSocketRoute, expect
 
 from deploy.stack import Stack
 
@@ -300,3 +300,30 @@ async def test_the_last_update_time_follows_live_posts(page: Page, api: httpx.As
     await expect(page.locator(".title-block .dek")).to_have_count(0)
     item = await post(api, feed, "First of the day")
     await expect(page.locator(".title-block .dek time")).to_have_attribute("datetime", item["published_at"])
+
+
+async def test_updates_that_arrive_while_an_empty_feeds_snapshot_loads_stay_on_the_page(
+    page: Page, api: httpx.AsyncClient, feed: str
+) -> None:
+    """A page served with no cursor goes live, then loads what came before its stream began.
+
+    That snapshot was taken before the updates arriving meanwhile, so it must be merged into
+    the page, not replace it (a slow network holds the snapshot back here).
+    """
+    held = asyncio.Event()
+
+    async def slow_snapshot(route: Route) -> None:
+        response = await route.fetch()
+        held.set()
+        await asyncio.sleep(1.5)
+        await route.fulfill(response=response)
+
+    await page.route(f"**/v1/feeds/{feed}/items?*", slow_snapshot)
+    await open_reader(page, feed)
+    await asyncio.wait_for(held.wait(), 10)
+    posted = [await post(api, feed, f"Arrived live {n}") for n in range(3)]
+    for item in posted:
+        await expect(article(page, item)).to_be_visible(timeout=5_000)
+    await asyncio.sleep(2.5)
+    for item in posted:
+        await expect(article(page, item)).to_be_visible()

@@ -141,9 +141,14 @@ function onEvent(message) {
   }
 }
 
-async function loadSnapshot() {
+/** The feed's newest items: replacing the list, or with `merge` only adding and updating (see live.js). */
+async function loadSnapshot({ merge = false } = {}) {
   const page = await getJSON(feedPath(feed, `/items?limit=${PAGE_SIZE}`));
-  list.reconcile(page.items);
+  if (merge) {
+    for (const item of page.items) list.apply(item);
+  } else {
+    list.reconcile(page.items);
+  }
   nextBefore = page.next_before;
   refreshEmpty();
   return page.cursor;

@@ -8,6 +8,16 @@ const BASE_DELAY_MS = 500;
 const MAX_DELAY_MS = 15000;
 const SILENCE_MS = 45000;
 const RESET_CLOSE_CODE = 4000;
+const CATCH_UP_TRIES = 6;
+
+/** Whether a snapshot at `cursor` holds everything up to `start` (cursors of one feed share a partition). */
+function reachedCursor(cursor, start) {
+  if (!cursor) return false;
+  const [epoch, partition, offset] = cursor.split('.');
+  const [startEpoch, startPartition, startOffset] = start.split('.');
+  if (epoch !== startEpoch || partition !== startPartition) return true;
+  return Number(offset) >= Number(startOffset);
+}
 
 /** What the connection indicator says in each state. */
 export const STATE_TEXT = {
@@ -24,7 +34,8 @@ export class LiveStream {
    * @param {string|null} options.cursor the snapshot's cursor (null: the feed had no events)
    * @param {(message: object) => void} options.onEvent called with each item.* message
    * @param {(state: string, detail: object) => void} options.onState 'connecting' | 'live' | 'reconnecting' | 'offline'
-   * @param {() => Promise<string|null>} options.reload reloads the snapshot, returns its cursor
+   * @param {(options?: {merge?: boolean}) => Promise<string|null>} options.reload reloads the snapshot
+   *   (merged into the page with `merge`, else replacing it), returns its cursor
    */
   constructor({ feed, cursor, onEvent, onState, reload }) {
     this.feed = feed;
@@ -99,9 +110,8 @@ export class LiveStream {
       this.attempt = 0;
       this.resets = 0;
       if (resumedFrom === null && message.cursor) {
-        // The page's snapshot had no position: fetch what was published before this stream began.
         this.cursor = message.cursor;
-        this.reload().catch(() => { this.needsReload = true; });
+        this.catchUp(socket, message.cursor, 0);
       }
       this.onState('live', {});
     } else if (message.type === 'reset') {
@@ -111,6 +121,28 @@ export class LiveStream {
       if (message.cursor) this.cursor = message.cursor;
       this.onEvent(message);
     }
+  }
+
+  /**
+   * The page's snapshot had no position, so this stream began at `start` with nothing before it:
+   * fetch what came before, merged into what arrives meanwhile (the snapshot may be older than
+   * updates already shown), until the snapshot has reached `start`. Should it not, reload and
+   * resume from the snapshot's own cursor instead, which replays the gap.
+   */
+  async catchUp(socket, start, tries) {
+    let reached = null;
+    try {
+      reached = await this.reload({ merge: true });
+    } catch {
+      reached = null;
+    }
+    if (socket !== this.socket || this.stopped || reachedCursor(reached, start)) return;
+    if (tries + 1 < CATCH_UP_TRIES) {
+      setTimeout(() => this.catchUp(socket, start, tries + 1), 200 * 2 ** tries);
+      return;
+    }
+    this.needsReload = true;
+    socket.close(4002, 'catch up');
   }
 
   closed(socket, event) {

@@ -307,19 +307,28 @@ window.addEventListener('scroll', () => {
   });
 }, { passive: true });
 
-/** After a reset: the snapshot again, its pinned updates and key events; returns its cursor. */
-async function reloadSnapshot() {
+/**
+ * The snapshot again, its pinned updates and key events; returns its cursor. After a reset it
+ * replaces the page; with `merge` (catching up a stream that began with no cursor) it only adds
+ * and updates, since updates shown meanwhile may be newer than the snapshot.
+ */
+async function reloadSnapshot({ merge = false } = {}) {
   const [page, pins, keys] = await Promise.all([
     getJSON(feedPath(feed, `/items?limit=${PAGE_SIZE}`)),
     getJSON(feedPath(feed, '/pinned?limit=50')),
     getJSON(feedPath(feed, '/key-events?limit=200')),
   ]);
-  pending.clear();
-  updateNewButton();
   const pinned = pins.items.filter((i) => !page.items.some((p) => p.id === i.id));
-  const unique = new Map([...page.items, ...pinned].map((i) => [i.id, i]));
-  list.reconcile([...unique.values()]);
-  keyEvents.reconcile(keys.items);
+  const unique = [...new Map([...page.items, ...pinned].map((i) => [i.id, i])).values()];
+  if (merge) {
+    for (const item of unique) if (!pending.has(item.id)) list.apply(item);
+    for (const item of keys.items) keyEvents.apply(item);
+  } else {
+    pending.clear();
+    updateNewButton();
+    list.reconcile(unique);
+    keyEvents.reconcile(keys.items);
+  }
   setOlder(page.next_before);
   refreshEmpty();
   return page.cursor;
