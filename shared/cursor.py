@@ -8,9 +8,17 @@ On the wire a cursor is ``<epoch>.<partition>.<offset>``; clients must treat it 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
-__all__ = ["Cursor", "CursorError"]
+__all__ = ["MAX_CURSOR_LENGTH", "Cursor", "CursorError"]
+
+MAX_CURSOR_LENGTH = 64
+"""The longest text a cursor can be; longer input is refused before it is read."""
+
+_WIRE = re.compile(r"([0-9A-Za-z]{1,32})\.(0|[1-9][0-9]{0,9})\.(-1|0|[1-9][0-9]{0,18})")
+_MAX_PARTITION = 2**31 - 1
+_MAX_OFFSET = 2**63 - 1
 
 
 class CursorError(ValueError):
@@ -27,17 +35,16 @@ class Cursor:
 
     @classmethod
     def parse(cls, text: str) -> Cursor:
-        """Read a cursor from its wire form; raise :class:`CursorError` if it is not one."""
-        parts = text.split(".")
-        if len(parts) != 3 or not parts[0].isalnum() or len(parts[0]) > 32:
-            raise CursorError(f"not a livefeed cursor: {text[:64]!r}")
-        try:
-            partition, offset = int(parts[1]), int(parts[2])
-        except ValueError:
-            raise CursorError(f"not a livefeed cursor: {text[:64]!r}") from None
-        if partition < 0 or offset < -1:
-            raise CursorError(f"not a livefeed cursor: {text[:64]!r}")
-        return cls(parts[0], partition, offset)
+        """Read a cursor from its wire form; raise :class:`CursorError` if it is not one.
+
+        Only the form :meth:`serialize` writes passes: ASCII letters and digits for the epoch,
+        plain decimal numbers (no sign but the offset's -1, no spaces, underscores or other
+        scripts' digits) of sizes Kafka can hold.
+        """
+        match = _WIRE.fullmatch(text) if len(text) <= MAX_CURSOR_LENGTH else None
+        if match is None or int(match[2]) > _MAX_PARTITION or int(match[3]) > _MAX_OFFSET:
+            raise CursorError(f"not a livefeed cursor: {text[:MAX_CURSOR_LENGTH]!r}")
+        return cls(match[1], int(match[2]), int(match[3]))
 
     def serialize(self) -> str:
         return f"{self.epoch}.{self.partition}.{self.offset}"

@@ -21,7 +21,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from starlette.staticfiles import StaticFiles
 
-from shared.cursor import Cursor, CursorError
+from shared.cursor import MAX_CURSOR_LENGTH, Cursor, CursorError
 from shared.models import Item, Status, valid_feed
 from shared.store import StoredItem
 
@@ -126,7 +126,7 @@ async def index_page(request: Request) -> HTMLResponse:
 
 @router.get("/feeds/{feed}")
 async def reader_page(
-    request: Request, feed: str, before: Annotated[str | None, Query(max_length=64)] = None
+    request: Request, feed: str, before: Annotated[str | None, Query(max_length=MAX_CURSOR_LENGTH)] = None
 ) -> HTMLResponse:
     if not valid_feed(feed):
         return _not_found(request, "A feed name is lowercase letters, digits and dashes.")

@@ -13,7 +13,7 @@ import orjson
 from fastapi import APIRouter, Query, Request, Response
 
 from shared.breaker import STORE_ERRORS
-from shared.cursor import Cursor, CursorError
+from shared.cursor import MAX_CURSOR_LENGTH, Cursor, CursorError
 from shared.errors import ApiError
 from shared.models import TAG_PATTERN, Item
 from shared.store import StoredItem
@@ -59,7 +59,7 @@ async def list_items(
     request: Request,
     feed: Feed,
     limit: Annotated[int, Query(ge=1, le=200)] = 20,
-    before: Annotated[str | None, Query(max_length=64, description="A `next_before` cursor.")] = None,
+    before: Annotated[str | None, Query(max_length=MAX_CURSOR_LENGTH, description="A `next_before` cursor.")] = None,
     tag: Annotated[str | None, Query(pattern=TAG_PATTERN)] = None,
 ) -> Response:
     """Current items (edits applied, retractions gone), newest first.

@@ -100,3 +100,10 @@ def test_positions_in_one_partition_order_by_offset() -> None:
     positions = [Cursor("abc", 0, 10), Cursor("abc", 0, -1), Cursor("abc", 0, 2)]
     assert [c.offset for c in sorted(positions)] == [-1, 2, 10]
     assert Cursor("abc", 0, 9) < Cursor("abc", 0, 10)
+
+
+@pytest.mark.parametrize("text", ["e.1_0.2", "e. 1.2", "e.1.+2", "e.\u0661.2", "é.1.2", "e.01.2", "e.1.-2", "e.1.2 ",
+                                  "e.1.99999999999999999999", "e.9999999999.2"])
+def test_only_the_form_serialize_writes_is_a_cursor(text: str) -> None:
+    with pytest.raises(CursorError):
+        Cursor.parse(text)
