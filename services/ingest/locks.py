@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 import redis.asyncio as aioredis
 
 from shared import keys
-from shared.breaker import Breaker, StoreUnavailable
+from shared.breaker import STORE_ERRORS, Breaker, StoreUnavailable
 
 __all__ = ["ItemBusy", "item_lock"]
 
@@ -29,18 +29,50 @@ async def item_lock(
 ) -> AsyncIterator[None]:
     """Hold the ``lock:{feed}:{id}`` key (:mod:`shared.keys`) for the body; it expires by itself after ``hold_s``.
 
-    Raises :class:`~shared.breaker.StoreUnavailable` when Redis cannot be reached; a lock that
-    cannot be released then simply expires.
+    Raises :class:`~shared.breaker.StoreUnavailable` when Redis cannot be reached; the lock is
+    then released in the background once Redis answers (or expires by itself).
     """
     key = keys.key("lock", feed=feed, id=item_id)
     owner = uuid.uuid4().hex
     deadline = time.monotonic() + wait_s
-    while not await breaker.call(lambda: redis.set(key, owner, nx=True, px=int(hold_s * 1000))):
-        if time.monotonic() > deadline:
-            raise ItemBusy(f"{feed}/{item_id}")
-        await asyncio.sleep(0.005)
+    try:
+        while not await breaker.call(lambda: redis.set(key, owner, nx=True, px=int(hold_s * 1000))):
+            if time.monotonic() > deadline:
+                raise ItemBusy(f"{feed}/{item_id}")
+            await asyncio.sleep(0.005)
+    except StoreUnavailable:
+        _release_later(redis, key, owner, hold_s)
+        raise
     try:
         yield
     finally:
-        with contextlib.suppress(StoreUnavailable):
+        try:
             await breaker.call(lambda: redis.eval(_RELEASE, 1, key, owner))
+        except StoreUnavailable:
+            _release_later(redis, key, owner, hold_s)
+
+
+_releasing: set[asyncio.Task[None]] = set()
+
+
+def _release_later(redis: aioredis.Redis, key: str, owner: str, hold_s: float) -> None:
+    """Release our lock once Redis answers again, if it ever took it.
+
+    A SET that timed out on our side (a paused Redis) may still be carried out when Redis
+    resumes: the lock is then held by a request that has given up, and every edit of the item
+    would wait for it to expire. The stale SET may arrive after a first release, so this keeps
+    trying until the lock would have expired; only our own lock is deleted (the release checks
+    the owner).
+    """
+
+    async def release() -> None:
+        expires = time.monotonic() + hold_s
+        while time.monotonic() < expires:
+            with contextlib.suppress(*STORE_ERRORS):
+                if await redis.eval(_RELEASE, 1, key, owner):
+                    return
+            await asyncio.sleep(0.25)
+
+    task = asyncio.get_running_loop().create_task(release())
+    _releasing.add(task)
+    task.add_done_callback(_releasing.discard)

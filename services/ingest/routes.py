@@ -92,7 +92,7 @@ async def _change(
             return _answer(200, event.item, cursor)
     except ItemBusy as exc:
         raise ApiError(409, "item_busy", "Another edit of this item is in progress; retry.",
-                       headers={"Retry-After": "1"}) from exc
+                       fields=[{"field": "id", "message": "being edited"}], headers={"Retry-After": "1"}) from exc
 
 
 @router.post("", status_code=201, response_model=Written, summary="Publish an item")

@@ -69,6 +69,11 @@ async def test_with_redis_paused_posts_go_through_and_reads_answer_503_fast(
             assert live["item"]["headline"] == "During"
             await asyncio.sleep(2)  # the consumer meets the paused Redis several times meanwhile
 
+        # The lock SETs the paused Redis took but never answered must not hold the item now.
+        edit, edit_s = await timed(api.patch(f"/v1/feeds/{feed}/items/{item_id}", json={"body": "Edited after"}))
+        assert edit.status_code == 200, edit.text
+        assert edit_s < 3.0, f"the edit waited {edit_s:.1f}s for a lock nobody holds"
+        assert (await next_event(ws, 5))["item"]["body"] == "Edited after"
         again = await api.post(f"/v1/feeds/{feed}/items", json={"headline": "During"}, headers=key)
         assert again.status_code == 201
         assert again.headers.get("idempotent-replayed") == "true"
