@@ -30,6 +30,8 @@ log = logging.getLogger("livefeed.fanout")
 
 AHEAD_GRACE_S = 5.0
 """How long a reader may wait for Kafka to reach its cursor before it is told to reset."""
+OVERDUE_EVERY_S = 1.0
+"""How often readers waiting on a cursor Kafka never reached are looked for."""
 
 
 async def run(settings: FanoutSettings) -> None:
@@ -72,16 +74,19 @@ class _Ports:
                 await asyncio.wait_for(server.wait_closed(), 5)
 
 
-async def _tick(readers: Readers, every_s: float) -> None:
-    """Keep idle streams alive, and reset readers whose cursor Kafka never reached."""
+async def _tick(readers: Readers, heartbeat_s: float) -> None:
+    """Reset readers whose cursor Kafka never reached (each second), and keep idle streams alive."""
     loop = asyncio.get_running_loop()
+    next_beat = loop.time() + heartbeat_s
     while True:
-        await asyncio.sleep(every_s)
+        await asyncio.sleep(min(heartbeat_s, OVERDUE_EVERY_S))
         for sub in readers.hub.overdue(now=loop.time(), grace=AHEAD_GRACE_S):
             readers.leave(sub)
             sub.sink.reset(reset_message(sub.feed, ResetReason.cursor_ahead.value, None))
-        readers.heartbeat()
-        _release_freed_memory()
+        if loop.time() >= next_beat:
+            next_beat = loop.time() + heartbeat_s
+            readers.heartbeat()
+            _release_freed_memory()
 
 
 def _release_freed_memory() -> None:

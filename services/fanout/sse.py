@@ -22,7 +22,7 @@ from shared.wire import reset_message
 from .hub import ResetNeeded, Subscriber
 from .readers import Readers
 from .sinks import SseSink
-from .streams import HeadReader, RequestHead, parse_stream_request, refusal, sse_chunk
+from .streams import HeadReader, RequestHead, check_origin, parse_stream_request, refusal, sse_chunk
 
 __all__ = ["HEAD_TIMEOUT_S", "SSE_HEADERS", "serve"]
 
@@ -82,9 +82,7 @@ def _check_head(head: RequestHead, allowed_origins: list[str]) -> None:
     """Raise an :class:`~shared.errors.ApiError` for a method other than GET or a foreign Origin."""
     if head.method != "GET":
         raise refusal(405, "method_not_allowed", "method", "Use GET.")
-    origin = head.headers.get("origin")
-    if origin is not None and origin not in allowed_origins:
-        raise refusal(403, "origin_not_allowed", "Origin", "This Origin may not open a stream.")
+    check_origin(head.origins, allowed_origins)
 
 
 def _join(readers: Readers, head: RequestHead, sink: SseSink) -> Subscriber | None:

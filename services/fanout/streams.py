@@ -8,7 +8,7 @@ is read by the websockets library.
 from __future__ import annotations
 
 import struct
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
 
@@ -24,6 +24,7 @@ __all__ = [
     "HeadReader",
     "RequestHead",
     "StreamRequest",
+    "check_origin",
     "parse_stream_request",
     "refusal",
     "sse_chunk",
@@ -39,6 +40,18 @@ MAX_HEAD_BYTES = 16384
 def refusal(status: int, code: str, field: str, message: str) -> ApiError:
     """A refused stream request: the project's error, naming the one ``field`` that is wrong."""
     return ApiError(status, code, message, fields=[{"field": field, "message": message}])
+
+
+def check_origin(origins: Sequence[str], allowed: Sequence[str]) -> None:
+    """Raise the refusal for a stream request's ``Origin`` headers: a foreign one, or more than one.
+
+    A request without Origin (not a browser) passes. Both adapters use this, so WebSocket and
+    SSE agree on what a repeated header means: it is refused, not read first or last.
+    """
+    if len(origins) > 1:
+        raise refusal(400, "bad_stream_request", "Origin", "Send one Origin header.")
+    if origins and origins[0] not in allowed:
+        raise refusal(403, "origin_not_allowed", "Origin", "This Origin may not open a stream.")
 
 
 def _bad(status: int, field: str, message: str) -> ApiError:
@@ -92,6 +105,8 @@ class RequestHead:
     method: str
     target: str
     headers: Mapping[str, str]
+    origins: tuple[str, ...] = ()
+    """Every ``Origin`` header, in order (``headers`` keeps only the last)."""
 
 
 class HeadReader:
@@ -121,7 +136,8 @@ class HeadReader:
             raise _head_error(exc) from None
         if isinstance(event, h11.Request):
             headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in event.headers}
-            return RequestHead(event.method.decode("ascii"), event.target.decode("ascii"), headers)
+            origins = tuple(value.decode("latin-1") for name, value in event.headers if name == b"origin")
+            return RequestHead(event.method.decode("ascii"), event.target.decode("ascii"), headers, origins)
         if self.room <= 0:
             if not self._line_seen:
                 raise _bad(414, "request-line", "the request line is too long")

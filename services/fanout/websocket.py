@@ -27,7 +27,7 @@ from shared.wire import reset_message
 from .hub import ResetNeeded
 from .readers import Readers
 from .sinks import RESET_CLOSE_CODE, WsSink
-from .streams import StreamRequest, parse_stream_request, ws_text_frame
+from .streams import StreamRequest, check_origin, parse_stream_request, refusal, ws_text_frame
 
 __all__ = ["serve"]
 
@@ -38,7 +38,7 @@ async def serve(readers: Readers, settings: FanoutSettings) -> Server:
         functools.partial(_stream, readers, settings.fanout_queue_limit),
         settings.fanout_host,
         settings.fanout_port,
-        process_request=functools.partial(_check, readers),
+        process_request=functools.partial(_check, readers, settings.allowed_origins),
         origins=[*(Origin(o) for o in settings.allowed_origins), None],
         compression=None,
         max_size=4096,
@@ -50,16 +50,20 @@ async def serve(readers: Readers, settings: FanoutSettings) -> Server:
     )
 
 
-def _check(readers: Readers, conn: ServerConnection, request: Request) -> Response | None:
+def _check(readers: Readers, allowed_origins: list[str], conn: ServerConnection, request: Request) -> Response | None:
     """Refuse a bad stream request before the upgrade, with a JSON body naming the field.
 
-    It keeps nothing: websockets may still refuse the handshake after this (Origin, Upgrade)
-    without calling the handler, so :func:`_stream` reads the request again from ``conn``.
+    The Origin and Upgrade checks are made here too, so their refusals are JSON like every
+    other (websockets' own, kept as a second line, answer in plain text). It keeps nothing:
+    :func:`_stream` reads the request again from ``conn``.
     """
     if request.path == "/healthz":
         return _json_response(200, {"status": "ok", "readers": readers.count})
     try:
         parse_stream_request(request.path, "stream")
+        check_origin(request.headers.get_all("Origin"), allowed_origins)
+        if "websocket" not in request.headers.get("Upgrade", "").lower():
+            raise refusal(426, "upgrade_required", "Upgrade", "This is a WebSocket endpoint: send Upgrade: websocket.")
         readers.check_room()
     except ApiError as exc:
         return _json_response(exc.status, exc.body())
@@ -101,4 +105,6 @@ def _json_response(status: int, body: dict[str, Any]) -> Response:
     payload = orjson.dumps(body)
     headers = Headers([("Content-Type", "application/json"), ("Content-Length", str(len(payload))),
                        ("Connection", "close")])
+    if status == 426:
+        headers["Upgrade"] = "websocket"
     return Response(status, http.HTTPStatus(status).phrase, headers, payload)

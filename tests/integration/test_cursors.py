@@ -21,7 +21,7 @@ async def test_a_cursor_kafka_never_reached_gets_a_reset_not_silence(
     ws = await open_stream(ws_url, feed, origin, since=f"{epoch}.{partition}.999999999")
     try:
         assert (await next_message(ws, 10))["type"] == "hello"
-        reset = await next_message(ws, 30)
+        reset = await next_message(ws, 8.5)  # the grace (5 s) and one overdue tick (1 s), with room
         assert reset["type"] == "reset" and reset["reason"] == "cursor_ahead"
         try:
             await asyncio.wait_for(ws.recv(), 10)

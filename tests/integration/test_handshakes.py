@@ -166,8 +166,12 @@ def _fields(body: dict[str, Any]) -> list[str]:
         (b"GET /v1/feeds/world/events HTTP/1.1\r\nHost: f\r\nno colon\r\n\r\n", 400, "headers"),
         (b"POST /v1/feeds/world/events HTTP/1.1\r\nHost: f\r\nContent-Length: 5\r\n\r\nhello", 405, "method"),
         (b"GET /v1/feeds/world/events?since=x HTTP/1.1\r\nHost: f\r\n\r\n", 400, "since"),
+        (b"GET /v1/feeds/world/events HTTP/1.1\r\nHost: f\r\nOrigin: http://evil.example\r\n\r\n", 403, "Origin"),
+        (b"GET /v1/feeds/world/events HTTP/1.1\r\nHost: f\r\nOrigin: http://evil.example\r\n"
+         b"Origin: http://127.0.0.1\r\n\r\n", 400, "Origin"),
     ],
-    ids=["huge Last-Event-ID", "TLS hello", "garbage line", "no version", "bad header line", "POST", "bad cursor"],
+    ids=["huge Last-Event-ID", "TLS hello", "garbage line", "no version", "bad header line", "POST", "bad cursor",
+         "foreign Origin", "two Origins"],
 )
 async def test_a_bad_sse_request_gets_a_json_answer_naming_the_field(
     stack: Stack, request_bytes: bytes, status: int, field: str
@@ -217,3 +221,36 @@ async def test_a_10_mb_websocket_message_is_closed_with_1009(stack: Stack, origi
             ws.transport.abort()
     assert closed.value.rcvd is not None, f"no close frame: {closed.value!r}"
     assert closed.value.rcvd.code == 1009
+
+
+async def _ws_exchange(stack: Stack, request: bytes, timeout: float = 10) -> tuple[int, str, bytes]:
+    """Send a raw handshake to the fanout's WebSocket port; the status, content type and body it answers."""
+    reader, writer = await asyncio.open_connection(stack.topology.host, stack.topology.fanout)
+    try:
+        writer.write(request)
+        answer = await _read_to_eof(reader, timeout)
+    finally:
+        writer.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    types = [line.split(":", 1)[1].strip() for line in lines[1:] if line.lower().startswith("content-type:")]
+    return int(lines[0].split(" ", 2)[1]), types[0] if types else "", body
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status", "field"),
+    [
+        (_upgrade("/v1/feeds/world/stream", FOREIGN), 403, "Origin"),
+        (_upgrade("/v1/feeds/world/stream", FOREIGN).replace(b"\r\n\r\n", b"\r\nOrigin: http://x\r\n\r\n"),
+         400, "Origin"),
+        (b"GET /v1/feeds/world/stream HTTP/1.1\r\nHost: fanout\r\n\r\n", 426, "Upgrade"),
+    ],
+    ids=["foreign Origin", "two Origins", "no Upgrade"],
+)
+async def test_a_refused_websocket_handshake_gets_a_json_answer_naming_the_field(
+    stack: Stack, request_bytes: bytes, status: int, field: str
+) -> None:
+    """The refusals websockets makes itself are plain text; ours come first, in the error shape."""
+    got, content_type, body = await _ws_exchange(stack, request_bytes)
+    assert (got, content_type) == (status, "application/json"), body[:200]
+    assert _fields(orjson.loads(body)) == [field]

@@ -15,6 +15,7 @@ from services.fanout.streams import (
     HeadReader,
     RequestHead,
     StreamRequest,
+    check_origin,
     parse_stream_request,
     sse_chunk,
     ws_text_frame,
@@ -118,7 +119,25 @@ def test_a_head_arriving_in_pieces_is_read() -> None:
     head = _read(b"GET /v1/feeds/a/events?since=x HTTP/1.1\r\nHost: h\r\nLast-Event-ID: c.0.1\r\n"
                  b"Origin: http://o\r\n\r\nignored")
     assert head == RequestHead("GET", "/v1/feeds/a/events?since=x",
-                               {"host": "h", "last-event-id": "c.0.1", "origin": "http://o"})
+                               {"host": "h", "last-event-id": "c.0.1", "origin": "http://o"}, ("http://o",))
+
+
+def test_every_origin_header_is_kept_in_order() -> None:
+    head = _read(b"GET /v1/feeds/a/events HTTP/1.1\r\nHost: h\r\nOrigin: http://a\r\nOrigin: http://b\r\n\r\n")
+    assert head is not None and head.origins == ("http://a", "http://b")
+
+
+@pytest.mark.parametrize(("origins", "status"), [(["http://evil"], 403), (["http://ok", "http://ok"], 400),
+                                                 (["http://evil", "http://ok"], 400)])
+def test_a_foreign_or_repeated_origin_is_refused_naming_it(origins: list[str], status: int) -> None:
+    with pytest.raises(ApiError) as caught:
+        check_origin(origins, ["http://ok"])
+    assert (caught.value.status, caught.value.fields[0]["field"]) == (status, "Origin")
+
+
+@pytest.mark.parametrize("origins", [[], ["http://ok"]])
+def test_no_origin_or_an_allowed_one_passes(origins: list[str]) -> None:
+    check_origin(origins, ["http://ok"])
 
 
 def test_an_incomplete_head_waits_for_more() -> None:
