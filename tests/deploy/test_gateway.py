@@ -84,6 +84,34 @@ def test_every_placeholder_is_filled_by_the_topology_or_a_gateway_setting() -> N
     assert not re.search(r"\$\{LIVEFEED_\w+\}", render({}))
 
 
+NGINX_ERRORS = {400, 404, 405, 408, 411, 413, 414, 494, 500, 501, 502, 503, 504, 505}
+"""The statuses nginx answers with itself (494: a request header over large_client_header_buffers)."""
+
+
+def test_every_error_nginx_makes_has_a_json_page() -> None:
+    """Each status nginx answers itself goes to a location that answers in the JSON error shape."""
+    template = TEMPLATE.read_text()
+    pages = re.findall(r"^\s*error_page ([\d ]+?) (?:=\d+ )?(\S+);", template, re.MULTILINE)
+    covered = {int(code) for codes, _ in pages for code in codes.split()}
+    assert covered >= NGINX_ERRORS, sorted(NGINX_ERRORS - covered)
+    for _, target in pages:
+        prefix = "" if target.startswith("@") else "= "
+        block = re.search(rf"location {re.escape(prefix + target)} \{{(.*?)\n    \}}", template, re.DOTALL)
+        assert block is not None, target
+        assert "default_type application/json;" in block.group(1), target
+        assert re.search(r"return \d{3} '\{\"error\":.*\"fields\":\[", block.group(1)), target
+    assert "proxy_intercept_errors on" not in template, "the services' own errors must pass through"
+
+
+def test_the_gateway_errors_state_the_limits_nginx_applies() -> None:
+    """The body and header limits the JSON errors quote are the ones the server block sets."""
+    template = TEMPLATE.read_text()
+    assert "client_max_body_size 128k;" in template and '413     "at most 128 KiB";' in template
+    assert "large_client_header_buffers 4 8k;" in template
+    assert "a request line of at most 8 KiB" in template
+    assert "each header field at most 8 KiB, the whole head at most 32 KiB" in template
+
+
 @pytest.mark.parametrize("env", [
     {},
     {"LIVEFEED_GATEWAY_STREAMS_PER_ADDRESS": "1", "LIVEFEED_GATEWAY_READ_RATE_PER_S": "1000000",

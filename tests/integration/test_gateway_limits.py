@@ -1,8 +1,8 @@
-"""The gateway's per-address limits, its slow-client timeout, and stream close codes through it.
+"""The gateway's per-address limits, its slow-client timeout, its own errors, and stream close codes.
 
 The limits are checked on a second nginx of each test's own, started by ``Stack.start_gateway``
 with low limits in front of the session's services, so the shared test gateway keeps its high
-ones; the close codes go through the shared test gateway itself.
+ones; the close codes and nginx's own refusals go through the shared test gateway itself.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import asyncio
 import base64
 import contextlib
 import os
+import socket
 import struct
 from collections.abc import Iterator
 from dataclasses import replace
@@ -40,6 +41,52 @@ def own_gateway(stack: Stack, run_dir: Path, **settings: str) -> Iterator[Topolo
         yield topology
     finally:
         gateway.stop()
+
+
+@contextlib.contextmanager
+def gateway_to_dead_writes(stack: Stack, run_dir: Path) -> Iterator[Topology]:
+    """A second gateway whose ingest and stream upstreams refuse connections (history stays up,
+    so the gateway's start check passes): a port bound but never listening, held for the body."""
+    dead = socket.socket()
+    try:
+        dead.bind((stack.topology.host, 0))
+        port = dead.getsockname()[1]
+        topology = replace(stack.topology, gateway=stack.topology.gateway + OWN_GATEWAY_OFFSET,
+                           ingest=port, fanout=port, fanout_sse=port)
+        gateway = Stack(topology=topology, run_dir=run_dir, quiet=True)
+        try:
+            gateway.start_gateway()
+            yield topology
+        finally:
+            gateway.stop()
+    finally:
+        dead.close()
+
+
+async def raw_exchange(topology: Topology, request: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Send ``request`` as it is (however malformed) and read the answer to EOF: status, headers, body."""
+    reader, writer = await asyncio.open_connection(topology.host, topology.gateway)
+    try:
+        writer.write(request)
+        await asyncio.wait_for(writer.drain(), 30)
+        answer = await asyncio.wait_for(reader.read(), 30)
+    finally:
+        writer.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = {name.strip().lower(): value.strip() for name, _, value in (line.partition(":") for line in lines)}
+    return int(status_line.split()[1]), headers, body
+
+
+def assert_gateway_error(status: int, headers: dict[str, str], body: bytes, expected: int, field: str) -> None:
+    """An error nginx made, in the services' error shape, naming the part of the request at fault."""
+    lowered = {name.lower(): value for name, value in headers.items()}
+    assert status == expected, (status, body[:300])
+    assert lowered["content-type"] == "application/json", (lowered, body[:300])
+    error = orjson.loads(body)
+    assert isinstance(error["error"], str) and error["message"], error
+    assert [entry["field"] for entry in error["fields"]] == [field], error
+    assert error["fields"][0]["message"], error
 
 
 def ws_base(topology: Topology) -> str:
@@ -190,6 +237,75 @@ async def test_a_slowloris_client_is_cut_off_after_the_header_timeout(stack: Sta
             writer.close()
         assert cut_after is not None, "still connected 8 s into a request head with a 2 s header timeout"
         assert cut_after < 6
+
+
+async def test_a_body_over_the_gateway_limit_gets_a_json_413(stack: Stack, auth: dict[str, str], feed: str) -> None:
+    async with httpx.AsyncClient(base_url=stack.topology.base_url, timeout=30, headers=auth) as client:
+        refused = await client.post(f"/v1/feeds/{feed}/items", content=b"x" * 5_000_000,
+                                    headers={"Content-Type": "application/json"})
+    assert_gateway_error(refused.status_code, dict(refused.headers), refused.content, 413, "body")
+    assert refused.json()["error"] == "body_too_large"
+
+
+async def test_a_request_line_over_the_gateway_limit_gets_a_json_414(stack: Stack) -> None:
+    async with httpx.AsyncClient(base_url=stack.topology.base_url, timeout=30) as client:
+        refused = await client.get(f"/v1/feeds/{'a' * 9000}/items")
+    assert_gateway_error(refused.status_code, dict(refused.headers), refused.content, 414, "path")
+
+
+@pytest.mark.parametrize("extra", [
+    b"X-Big: " + b"a" * 20_000 + b"\r\n",
+    b"".join(b"X-Part-%d: %s\r\n" % (n, b"a" * 7_000) for n in range(6)),
+], ids=["one-field", "whole-head"])
+async def test_a_header_over_the_gateway_limit_gets_a_json_400(stack: Stack, extra: bytes) -> None:
+    """nginx's internal 494 (a field over one buffer, or a head over all four) is sent as a JSON 400."""
+    status, headers, body = await raw_exchange(
+        stack.topology, b"GET /v1/feeds HTTP/1.1\r\nHost: livefeed\r\n" + extra + b"\r\n")
+    assert_gateway_error(status, headers, body, 400, "headers")
+    assert orjson.loads(body)["error"] == "headers_too_large"
+
+
+@pytest.mark.parametrize("request_bytes", [
+    b"HELLO WORLD\r\n\r\n",
+    b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n",
+    b"GET /v1/fe\x00eds HTTP/1.1\r\nHost: livefeed\r\n\r\n",
+    b"GET /v1/feeds HTTP/1.1\r\nHost: livefeed\r\nHost: other\r\n\r\n",
+    b"GET /v1/feeds HTTP/1.1\r\n\r\n",
+    b"GET /v1/feeds HTTP/1.1\r\nHost: livefeed\r\nNo colon here\r\n\r\n",
+], ids=["garbage-line", "tls-hello", "nul-in-path", "two-hosts", "no-host", "bad-header-line"])
+async def test_a_malformed_request_gets_a_json_400(stack: Stack, request_bytes: bytes) -> None:
+    """Including request lines nginx cannot parse at all (it has no URI for them yet)."""
+    status, headers, body = await raw_exchange(stack.topology, request_bytes)
+    assert_gateway_error(status, headers, body, 400, "request")
+
+
+async def test_a_service_that_is_down_gets_a_json_502_with_retry_after(
+    stack: Stack, tmp_path: Path, auth: dict[str, str], feed: str
+) -> None:
+    """Writes and streams of a gateway whose ingest and fanout refuse connections; reads still pass."""
+    with gateway_to_dead_writes(stack, tmp_path) as gateway:
+        async with httpx.AsyncClient(base_url=gateway.base_url, timeout=15, headers=auth) as client:
+            write = await client.post(f"/v1/feeds/{feed}/items", json={"headline": "nobody hears this"})
+            stream = await client.get(f"/v1/feeds/{feed}/events")
+            listing = await client.get(f"/v1/feeds/{feed}/items")
+    for refused in (write, stream):
+        assert_gateway_error(refused.status_code, dict(refused.headers), refused.content, 502, "service")
+        assert refused.headers["retry-after"] == "2"
+    assert listing.status_code == 200, listing.text
+
+
+async def test_the_services_own_errors_pass_through_the_gateway_unchanged(
+    stack: Stack, auth: dict[str, str], feed: str
+) -> None:
+    """Only nginx's own errors are rewritten: a service's 404 and 422 keep their codes and fields."""
+    async with httpx.AsyncClient(base_url=stack.topology.base_url, timeout=15, headers=auth) as client:
+        missing = await client.get(f"/v1/feeds/{feed}/items/01m8cng7dqz8mzsg2ge1ydk21g")
+        invalid = await client.post(f"/v1/feeds/{feed}/items", json={"headline": ""})
+    assert missing.status_code == 404, missing.text
+    assert missing.json()["error"] == "not_found"
+    assert missing.json()["fields"][0]["field"] != "path", "the gateway's 404 replaced the service's"
+    assert invalid.status_code == 422, invalid.text
+    assert invalid.json()["error"] == "validation_error"
 
 
 async def test_a_reset_reaches_the_client_through_the_gateway_with_code_4000(
