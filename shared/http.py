@@ -73,9 +73,18 @@ async def _on_validation_error(_: Request, exc: Exception) -> JsonResponse:
 
 async def _on_http_error(_: Request, exc: Exception) -> JsonResponse:
     assert isinstance(exc, StarletteHTTPException)
-    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    code, field = _HTTP_ERRORS.get(exc.status_code, ("http_error", "request"))
     headers = dict(exc.headers) if exc.headers else None
-    return error_response(ApiError(exc.status_code, code, str(exc.detail), headers=headers))
+    return error_response(ApiError(exc.status_code, code, str(exc.detail), headers=headers,
+                                   fields=[{"field": field, "message": str(exc.detail)}]))
+
+
+_HTTP_ERRORS = {
+    400: ("bad_request", "body"),
+    404: ("not_found", "path"),
+    405: ("method_not_allowed", "method"),
+}
+"""Errors Starlette raises itself, and the part of the request each is about (400: an unparsable body)."""
 
 
 STORE_RETRY_AFTER_S = 1

@@ -10,12 +10,13 @@ import logging
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["RequestIdMiddleware", "configure_logging", "request_id"]
+__all__ = ["RepeatFilter", "RequestIdMiddleware", "configure_logging", "request_id"]
 
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 
@@ -58,6 +59,8 @@ def configure_logging(service: str, level: str = "INFO") -> None:
         logging.getLogger(name).propagate = True
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    # While a broker is down aiokafka logs the same error every 100 ms: once per interval is enough.
+    handler.addFilter(RepeatFilter("aiokafka", every_s=10.0))
     # Two INFO lines per WebSocket connection, refused ones included: a handshake flood was a
     # 43 MB log. Connections are counted, not narrated.
     logging.getLogger("websockets.server").setLevel(logging.WARNING)
@@ -113,3 +116,33 @@ def _incoming_id(scope: Scope) -> str | None:
             if 0 < len(text) <= 128 and text.isprintable():
                 return text
     return None
+
+
+class RepeatFilter(logging.Filter):
+    """Lets one record of a given logger and message through per ``every_s``; counts the rest.
+
+    The next record let through carries ``repeated``: how many were held back meanwhile.
+    """
+
+    def __init__(self, prefix: str, every_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self.prefix = prefix
+        self.every_s = every_s
+        self.clock = clock
+        self._seen: dict[tuple[str, str], tuple[float, int]] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith(self.prefix):
+            return True
+        key = (record.name, str(record.msg))
+        now = self.clock()
+        last, held = self._seen.get(key, (float("-inf"), 0))
+        if now - last < self.every_s:
+            self._seen[key] = (last, held + 1)
+            return False
+        if len(self._seen) > 1000:
+            self._seen.clear()
+        self._seen[key] = (now, 0)
+        if held:
+            record.repeated = held
+        return True

@@ -23,10 +23,14 @@ class TokenCheck:
         self._tokens = [t.get_secret_value().encode() for t in tokens]
 
     def identify(self, authorization: str | None) -> str | None:
-        """The caller's identity (a hash of its token), or None if the header is not a valid token."""
-        if not authorization or not authorization.startswith("Bearer "):
+        """The caller's identity (a hash of its token), or None if the header is not a valid token.
+
+        The scheme name is case-insensitive (RFC 7235): ``bearer`` works as ``Bearer`` does.
+        """
+        scheme, _, credentials = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not credentials.strip():
             return None
-        offered = authorization.removeprefix("Bearer ").strip().encode()
+        offered = credentials.strip().encode()
         match = False
         for token in self._tokens:
             match |= hmac.compare_digest(offered, token)

@@ -133,3 +133,9 @@ def test_without_a_time_given_it_uses_the_monotonic_clock() -> None:
     limiter = RateLimiter(rate=0.001, burst=1)
     assert limiter.allow("desk") == 0.0
     assert limiter.allow("desk") > 900.0
+
+
+@pytest.mark.parametrize("scheme", ["bearer", "BEARER", "beArer"])
+def test_the_scheme_name_is_case_insensitive(scheme: str) -> None:
+    """RFC 7235: the auth-scheme is a case-insensitive token."""
+    assert check().identify(f"{scheme} newsroom-one") == check().identify("Bearer newsroom-one") is not None
