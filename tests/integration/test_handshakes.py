@@ -137,9 +137,9 @@ async def test_refused_and_abandoned_handshakes_leave_nothing_behind(stack: Stac
     assert after - before < GROWTH_BOUND_MB, f"fanout RSS grew {before:.1f} -> {after:.1f} MB"
 
 
-async def _sse_exchange(stack: Stack, request: bytes, timeout: float = 10) -> tuple[int, dict[str, Any]]:
-    """Send raw bytes to the fanout's SSE port; the status and JSON body it answers before closing."""
-    reader, writer = await asyncio.open_connection(stack.topology.host, stack.topology.fanout_sse)
+async def _exchange(stack: Stack, port: int, request: bytes, timeout: float = 10) -> tuple[int, str, bytes]:
+    """Send raw bytes to one of the fanout's ports; the status, content type and body it answers before closing."""
+    reader, writer = await asyncio.open_connection(stack.topology.host, port)
     try:
         writer.write(request)
         answer = await _read_to_eof(reader, timeout)
@@ -147,8 +147,16 @@ async def _sse_exchange(stack: Stack, request: bytes, timeout: float = 10) -> tu
         writer.close()
     assert answer, "closed without an answer"
     head, _, body = answer.partition(b"\r\n\r\n")
-    assert b"content-type: application/json" in head.lower()
-    return int(head.split(b" ", 2)[1]), orjson.loads(body)
+    lines = head.decode("latin-1").split("\r\n")
+    types = [line.split(":", 1)[1].strip() for line in lines[1:] if line.lower().startswith("content-type:")]
+    return int(lines[0].split(" ", 2)[1]), types[0] if types else "", body
+
+
+async def _sse_exchange(stack: Stack, request: bytes, timeout: float = 10) -> tuple[int, dict[str, Any]]:
+    """The SSE port's status and JSON body for ``request``."""
+    status, content_type, body = await _exchange(stack, stack.topology.fanout_sse, request, timeout)
+    assert content_type == "application/json", body[:200]
+    return status, orjson.loads(body)
 
 
 def _fields(body: dict[str, Any]) -> list[str]:
@@ -223,20 +231,6 @@ async def test_a_10_mb_websocket_message_is_closed_with_1009(stack: Stack, origi
     assert closed.value.rcvd.code == 1009
 
 
-async def _ws_exchange(stack: Stack, request: bytes, timeout: float = 10) -> tuple[int, str, bytes]:
-    """Send a raw handshake to the fanout's WebSocket port; the status, content type and body it answers."""
-    reader, writer = await asyncio.open_connection(stack.topology.host, stack.topology.fanout)
-    try:
-        writer.write(request)
-        answer = await _read_to_eof(reader, timeout)
-    finally:
-        writer.close()
-    head, _, body = answer.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    types = [line.split(":", 1)[1].strip() for line in lines[1:] if line.lower().startswith("content-type:")]
-    return int(lines[0].split(" ", 2)[1]), types[0] if types else "", body
-
-
 @pytest.mark.parametrize(
     ("request_bytes", "status", "field"),
     [
@@ -251,6 +245,6 @@ async def test_a_refused_websocket_handshake_gets_a_json_answer_naming_the_field
     stack: Stack, request_bytes: bytes, status: int, field: str
 ) -> None:
     """The refusals websockets makes itself are plain text; ours come first, in the error shape."""
-    got, content_type, body = await _ws_exchange(stack, request_bytes)
+    got, content_type, body = await _exchange(stack, stack.topology.fanout, request_bytes)
     assert (got, content_type) == (status, "application/json"), body[:200]
     assert _fields(orjson.loads(body)) == [field]
