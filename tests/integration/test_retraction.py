@@ -18,6 +18,9 @@ async def test_no_reader_gets_a_retracted_items_words_back(
     before = await api.post(f"/v1/feeds/{feed}/items", json={"headline": "Earlier update"})
     assert before.status_code == 201
     cursor = before.json()["cursor"]
+    # A reader there all along: once it has the retraction, so has the fanout, and a resume
+    # from then on must not bring the words back (before it, the fanout had not heard of it).
+    watcher = await open_stream(ws_url, feed, origin, since=cursor)
     posted = await api.post(f"/v1/feeds/{feed}/items", json={"headline": f"Quote from {SECRET}", "body": SECRET,
                                                              "tags": ["politics"]})
     item_id = posted.json()["item"]["id"]
@@ -27,6 +30,11 @@ async def test_no_reader_gets_a_retracted_items_words_back(
     assert retracted.status_code == 200
     assert SECRET not in retracted.text
     assert retracted.json()["item"]["status"] == "retracted"
+    try:
+        while (await next_message(watcher, 10))["type"] != "item.retracted":
+            pass
+    finally:
+        await watcher.close()
 
     for tags in (None, "politics"):
         ws = await open_stream(ws_url, feed, origin, since=cursor, tags=tags)
