@@ -58,6 +58,9 @@ class Topology:
     kafka: int = 9092
     kafka_controller: int = 9093
     redis: int = 6380
+    ingest_metrics: int = 9101
+    history_metrics: int = 9102
+    fanout_metrics: int = 9103
     host: str = "127.0.0.1"
 
     @classmethod
@@ -67,7 +70,8 @@ class Topology:
         return replace(
             base,
             **{name: getattr(base, name) + by for name in (
-                "gateway", "ingest", "history", "fanout", "fanout_sse", "kafka", "kafka_controller", "redis")},
+                "gateway", "ingest", "history", "fanout", "fanout_sse", "kafka", "kafka_controller", "redis",
+                "ingest_metrics", "history_metrics", "fanout_metrics")},
         )
 
     @property
@@ -108,6 +112,10 @@ class Stack:
             "LIVEFEED_FANOUT_PORT": str(t.fanout),
             "LIVEFEED_FANOUT_SSE_PORT": str(t.fanout_sse),
             "LIVEFEED_ALLOWED_ORIGINS": f"http://{t.host}:{t.gateway},http://localhost:{t.gateway}",
+            "LIVEFEED_METRICS_HOST": t.host,
+            "LIVEFEED_INGEST_METRICS_PORT": str(t.ingest_metrics),
+            "LIVEFEED_HISTORY_METRICS_PORT": str(t.history_metrics),
+            "LIVEFEED_FANOUT_METRICS_PORT": str(t.fanout_metrics),
         }
         env.update(self.extra_env)
         return env

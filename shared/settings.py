@@ -6,13 +6,17 @@ docker-compose.yml, the local runner (deploy/stack.py) and the README table agre
 
 from __future__ import annotations
 
+import os
 import socket
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Any
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 __all__ = [
+    "FILE_SUFFIX",
     "CommonSettings",
     "FanoutSettings",
     "HistorySettings",
@@ -20,10 +24,66 @@ __all__ = [
 ]
 
 
+FILE_SUFFIX = "_FILE"
+"""``LIVEFEED_<NAME>_FILE=/run/secrets/x`` sets a secret setting ``<NAME>`` from that file's content."""
+
+
+class SecretFilesSource(PydanticBaseSettingsSource):
+    """Reads each ``SecretStr`` setting from the file ``LIVEFEED_<NAME>_FILE`` names (Docker and Kubernetes secrets).
+
+    One trailing newline is dropped. Setting both the variable and its ``_FILE`` twin is an error,
+    as is a file that cannot be read: a secret must never silently fall back to a default.
+    """
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        prefix = str(self.settings_cls.model_config.get("env_prefix", ""))
+        values: dict[str, Any] = {}
+        for name, info in self.settings_cls.model_fields.items():
+            if not _is_secret(info):
+                continue
+            env = f"{prefix}{name}".upper()
+            path = os.environ.get(env + FILE_SUFFIX)
+            if not path:
+                continue
+            if os.environ.get(env):
+                raise ValueError(f"set {env} or {env}{FILE_SUFFIX}, not both")
+            try:
+                content = Path(path).read_text(encoding="utf-8")
+            except OSError as exc:
+                raise ValueError(f"{env}{FILE_SUFFIX}: cannot read {path} ({exc.strerror})") from None
+            values[name] = content.removesuffix("\n").removesuffix("\r")
+        return values
+
+
+def _is_secret(info: FieldInfo) -> bool:
+    return "SecretStr" in repr(info.annotation)
+
+
+def _split_list(value: object) -> object:
+    """A comma-separated environment value as a list; blank entries dropped."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
 class CommonSettings(BaseSettings):
     """What every service needs: where Kafka and Redis are, and how to log."""
 
     model_config = SettingsConfigDict(env_prefix="LIVEFEED_", extra="ignore")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings, SecretFilesSource(settings_cls), dotenv_settings, file_secret_settings
 
     kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers, comma-separated.")
     topic: str = Field("livefeed.events", description="Kafka topic that carries every feed's events.")
@@ -38,6 +98,19 @@ class CommonSettings(BaseSettings):
     idempotency_ttl_s: int = Field(
         86_400, ge=60, description="How long an Idempotency-Key is remembered, by ingest and by the consumers."
     )
+    private_feeds: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated private feeds (`wire-*` matches by prefix): reading them needs a reader token.",
+    )
+    reader_token_key: SecretStr | None = Field(
+        None,
+        description="Key (32+ bytes) that signs reader tokens for private feeds; required when there are any.",
+    )
+    metrics_host: str = Field(
+        "127.0.0.1", description="Address of each service's Prometheus metrics port (never behind the gateway)."
+    )
+
+    _split_private_feeds = field_validator("private_feeds", mode="before")(_split_list)
 
 
 class IngestSettings(CommonSettings):
@@ -57,13 +130,9 @@ class IngestSettings(CommonSettings):
     )
     write_rate_per_s: float = Field(200.0, gt=0, description="Sustained writes per second per token.")
     write_burst: int = Field(400, ge=1, description="Writes a token may burst above the rate.")
+    ingest_metrics_port: int = Field(9101, description="Prometheus metrics port of ingest.")
 
-    @field_validator("newsroom_tokens", mode="before")
-    @classmethod
-    def _split_tokens(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [token.strip() for token in value.split(",") if token.strip()]
-        return value
+    _split_tokens = field_validator("newsroom_tokens", mode="before")(_split_list)
 
 
 class HistorySettings(CommonSettings):
@@ -75,6 +144,8 @@ class HistorySettings(CommonSettings):
     history_instance_id: str = Field(
         "", description="Static group member id, unique per instance; empty: this host's name and history's port."
     )
+
+    history_metrics_port: int = Field(9102, description="Prometheus metrics port of history.")
 
     def instance_id(self) -> str:
         """This instance's static member id: a restart under it takes its partitions back at once."""
@@ -94,14 +165,10 @@ class FanoutSettings(CommonSettings):
         1_000_000, ge=1024, description="Bytes a slow reader may have pending before it is dropped."
     )
     heartbeat_s: float = Field(20.0, gt=0, description="Seconds between heartbeats on idle streams.")
+    fanout_metrics_port: int = Field(9103, description="Prometheus metrics port of fanout.")
     allowed_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["http://127.0.0.1:8080", "http://localhost:8080"],
         description="Comma-separated Origins allowed to open a stream; requests without Origin (non-browsers) pass.",
     )
 
-    @field_validator("allowed_origins", mode="before")
-    @classmethod
-    def _split_origins(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [origin.strip() for origin in value.split(",") if origin.strip()]
-        return value
+    _split_origins = field_validator("allowed_origins", mode="before")(_split_list)

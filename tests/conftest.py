@@ -22,6 +22,9 @@ import pytest
 from deploy.stack import Stack, Topology
 
 TEST_TOKEN = "test-newsroom-token"
+PRIVATE_FEEDS = "private-*"
+"""Feeds the test stack treats as private: a test takes ``private-<uuid>`` to get one."""
+READER_TOKEN_KEY = "test-reader-token-key-0123456789abcdef"
 TESTS = Path(__file__).resolve().parent
 STACK_FOLDERS = frozenset({"integration", "browser", "cli", "deploy"})
 """Test folders that run against real servers: every test in them is marked ``stack``."""
@@ -53,6 +56,8 @@ def stack() -> Iterator[Stack]:
             "LIVEFEED_WRITE_BURST": "5000",
             "LIVEFEED_GATEWAY_WRITE_RATE_PER_S": "5000",
             "LIVEFEED_GATEWAY_WRITE_BURST": "5000",
+            "LIVEFEED_PRIVATE_FEEDS": PRIVATE_FEEDS,
+            "LIVEFEED_READER_TOKEN_KEY": READER_TOKEN_KEY,
         },
     )
     try:
