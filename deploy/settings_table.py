@@ -18,7 +18,7 @@ from pydantic import SecretStr
 from pydantic.fields import FieldInfo
 
 from deploy.gateway import GATEWAY_SETTINGS
-from shared.settings import CommonSettings, FanoutSettings, HistorySettings, IngestSettings
+from shared.settings import FILE_SUFFIX, CommonSettings, FanoutSettings, HistorySettings, IngestSettings, is_secret
 
 __all__ = [
     "END_MARKER",
@@ -67,7 +67,7 @@ def settings() -> list[Setting]:
             name = env_name(cls, field)
             found.setdefault(name, (info, []))[1].append(service)
     return [
-        *(Setting(name, _format_default(info), tuple(services), info.description or "")
+        *(Setting(name, _format_default(info), tuple(services), _describe(name, info))
           for name, (info, services) in found.items()),
         *(Setting(g.name, g.default, ("gateway",), g.description) for g in GATEWAY_SETTINGS),
     ]
@@ -93,6 +93,13 @@ def splice(text: str, table: str) -> str:
     return f"{head}\n{table}{text[end:]}"
 
 
+def _describe(name: str, info: FieldInfo) -> str:
+    text = info.description or ""
+    if is_secret(info):
+        text += f" Or from the file `{name}{FILE_SUFFIX}` names (a Docker or Kubernetes secret)."
+    return text
+
+
 def _format_default(info: FieldInfo) -> str:
     value: object = info.get_default(call_default_factory=True, validated_data={})
     if isinstance(value, list | tuple):
@@ -101,6 +108,8 @@ def _format_default(info: FieldInfo) -> str:
 
 
 def _scalar(value: object) -> str:
+    if value is None:
+        return ""
     if isinstance(value, SecretStr):
         return "(secret)"
     if isinstance(value, bool):

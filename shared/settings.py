@@ -21,6 +21,7 @@ __all__ = [
     "FanoutSettings",
     "HistorySettings",
     "IngestSettings",
+    "is_secret",
 ]
 
 
@@ -42,7 +43,7 @@ class SecretFilesSource(PydanticBaseSettingsSource):
         prefix = str(self.settings_cls.model_config.get("env_prefix", ""))
         values: dict[str, Any] = {}
         for name, info in self.settings_cls.model_fields.items():
-            if not _is_secret(info):
+            if not is_secret(info):
                 continue
             env = f"{prefix}{name}".upper()
             path = os.environ.get(env + FILE_SUFFIX)
@@ -58,7 +59,8 @@ class SecretFilesSource(PydanticBaseSettingsSource):
         return values
 
 
-def _is_secret(info: FieldInfo) -> bool:
+def is_secret(info: FieldInfo) -> bool:
+    """Whether a setting holds a secret: it is never printed, and may come from a ``_FILE``."""
     return "SecretStr" in repr(info.annotation)
 
 
