@@ -15,6 +15,8 @@ from typing import TypeVar
 
 from redis.exceptions import RedisError
 
+from .metrics import REDIS_ERRORS
+
 __all__ = ["STORE_ERRORS", "Breaker", "StoreUnavailable"]
 
 log = logging.getLogger("livefeed.redis")
@@ -30,10 +32,15 @@ class StoreUnavailable(Exception):
 
 
 class Breaker:
-    """Open for ``cooldown_s`` after a failure; :meth:`call` refuses at once while open."""
+    """Open for ``cooldown_s`` after a failure; :meth:`call` refuses at once while open.
 
-    def __init__(self, cooldown_s: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
+    Every failure it is told of counts in ``livefeed_redis_errors_total`` under ``service``.
+    """
+
+    def __init__(self, cooldown_s: float = 1.0, clock: Callable[[], float] = time.monotonic, *,
+                 service: str = "unnamed") -> None:
         self.cooldown_s = cooldown_s
+        self._errors = REDIS_ERRORS.labels(service, "request")
         self._clock = clock
         self._open_until = 0.0
         self._failing = False
@@ -44,6 +51,7 @@ class Breaker:
 
     def failed(self, exc: BaseException) -> None:
         """Record a failed call: skip Redis until the cooldown ends."""
+        self._errors.inc()
         self._open_until = self._clock() + self.cooldown_s
         if not self._failing:
             self._failing = True
