@@ -8,9 +8,10 @@ Headlines and bodies are plain text: every client shows them as text, never as H
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import (
     AfterValidator,
@@ -25,8 +26,10 @@ from pydantic import (
 
 __all__ = [
     "FEED_PATTERN",
+    "FEED_SET_PATTERN",
     "ITEM_ID_PATTERN",
     "TAG_PATTERN",
+    "FeedSet",
     "Item",
     "ItemCreate",
     "ItemUpdate",
@@ -44,7 +47,10 @@ TAG_PATTERN = r"^[a-z0-9][a-z0-9-]{0,39}$"
 """A tag slug, 1 to 40 long (services/history/web/rules.js too)."""
 ITEM_ID_PATTERN = r"^[0-9a-z]{26}$"
 """An item id: a lowercase ULID (services/history/web/rules.js too)."""
+FEED_SET_PATTERN = r"^(\*|[a-z0-9][a-z0-9-]{0,62}\*?)$"
+"""One entry of a set of feeds: ``*`` (every feed), a feed slug, or a slug prefix ending in ``*`` (``wire-*``)."""
 _FEED_RE = re.compile(FEED_PATTERN)
+_FEED_SET_RE = re.compile(FEED_SET_PATTERN)
 _TAG_RE = re.compile(TAG_PATTERN)
 _ITEM_ID_RE = re.compile(ITEM_ID_PATTERN)
 
@@ -66,6 +72,33 @@ def valid_tag(tag: str) -> bool:
 def valid_item_id(item_id: str) -> bool:
     """Whether ``item_id`` has the form of an item id (26 lowercase letters and digits)."""
     return _ITEM_ID_RE.fullmatch(item_id) is not None
+
+
+class FeedSet:
+    """Feeds named by :data:`FEED_SET_PATTERN` entries: a credential's feeds, and LIVEFEED_PRIVATE_FEEDS."""
+
+    def __init__(self, patterns: Sequence[str]) -> None:
+        wrong = [p for p in patterns if _FEED_SET_RE.fullmatch(p) is None]
+        if wrong:
+            raise ValueError(f"not a feed, a feed prefix ending in * or *: {', '.join(map(repr, wrong))}")
+        self.patterns = tuple(patterns)
+        self._exact = frozenset(p for p in patterns if not p.endswith("*"))
+        self._prefixes = tuple(p[:-1] for p in patterns if p.endswith("*"))
+
+    def __bool__(self) -> bool:
+        return bool(self.patterns)
+
+    def __contains__(self, feed: str) -> bool:
+        return feed in self._exact or feed.startswith(self._prefixes)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, FeedSet) and other.patterns == self.patterns
+
+    def __hash__(self) -> int:
+        return hash(self.patterns)
+
+    def __repr__(self) -> str:
+        return f"FeedSet({list(self.patterns)!r})"
 
 
 def _no_control_chars(value: str) -> str:
@@ -90,16 +123,22 @@ class Status(StrEnum):
     retracted = "retracted"
 
 
+_TEXT = r"[^\x00-\x08\x0b-\x1f]*"
+"""Text without control characters but newline and tab: what ``_no_control_chars`` lets through, for the schema."""
 Headline = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_HEADLINE),
     AfterValidator(_no_control_chars),
+    Field(json_schema_extra={"pattern": rf"^{_TEXT}[^\s\x00-\x1f]{_TEXT}$"}),
 ]
-Body = Annotated[str, StringConstraints(max_length=MAX_BODY), AfterValidator(_no_control_chars)]
+Body = Annotated[str, StringConstraints(max_length=MAX_BODY), AfterValidator(_no_control_chars),
+                 Field(json_schema_extra={"pattern": rf"^{_TEXT}$"})]
 Tag = Annotated[str, StringConstraints(pattern=TAG_PATTERN)]
 Tags = Annotated[list[Tag], Field(max_length=MAX_TAGS)]
-Url = Annotated[str, StringConstraints(max_length=2048), AfterValidator(_http_url)]
-Byline = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200), AfterValidator(_no_control_chars)]
+Url = Annotated[str, StringConstraints(max_length=2048), AfterValidator(_http_url),
+                Field(json_schema_extra={"pattern": "^https?://"})]
+Byline = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200), AfterValidator(_no_control_chars),
+                   Field(json_schema_extra={"pattern": rf"^{_TEXT}$"})]
 
 
 class ItemCreate(BaseModel):
@@ -117,10 +156,22 @@ class ItemCreate(BaseModel):
     key_event: bool = False
 
 
+def _update_schema(schema: dict[str, Any]) -> None:
+    """The schema says what the validators do: null only removes ``url`` or ``byline``; an edit sends a field."""
+    schema["minProperties"] = 1
+    for name, field in schema["properties"].items():
+        if name not in _REMOVABLE:
+            field.pop("default", None)
+            field["anyOf"] = [s for s in field["anyOf"] if s.get("type") != "null"]
+
+
+_REMOVABLE = frozenset({"url", "byline"})
+
+
 class ItemUpdate(BaseModel):
     """An edit or correction: only the fields sent change."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_update_schema)
 
     headline: Headline | None = None
     body: Body | None = None
@@ -163,10 +214,14 @@ class Item(BaseModel):
     key_event: bool = False
     published_at: datetime
     updated_at: datetime
+    created_by: str | None = None
+    """The newsroom credential that published it (absent on items from before credentials had names)."""
+    updated_by: str | None = None
+    """The credential that made this version: the publisher, or whoever last edited, pinned or retracted it."""
 
 
 class Tombstone(BaseModel):
-    """What is left of a retracted item, in its retraction event and in history: no words."""
+    """What is left of a retracted item, in its retraction event and in history: no words, and who retracted it."""
 
     id: str
     feed: str
@@ -174,3 +229,4 @@ class Tombstone(BaseModel):
     status: Status = Status.retracted
     published_at: datetime
     updated_at: datetime
+    updated_by: str | None = None

@@ -186,7 +186,8 @@ def test_a_tombstone_is_retracted_and_has_no_words() -> None:
     stamp = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
     tombstone = Tombstone(id="x", feed="world", version=2, published_at=stamp, updated_at=stamp)
     assert tombstone.status is Status.retracted
-    assert set(tombstone.model_dump()) == {"id", "feed", "version", "status", "published_at", "updated_at"}
+    assert set(tombstone.model_dump()) == {"id", "feed", "version", "status", "published_at", "updated_at",
+                                           "updated_by"}
 
 
 # Slug checks
