@@ -5,14 +5,16 @@ Every error answer is an :class:`~shared.errors.ApiError` rendered by :func:`err
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import fastapi_offline
 import orjson
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, Response
 from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Lifespan, Message, Receive, Scope, Send
@@ -155,16 +157,37 @@ def serve(app: ASGIApp, host: str, port: int) -> None:
 
 
 def install_docs(app: FastAPI) -> None:
-    """Serve the OpenAPI page at ``/docs`` with a relative spec URL.
+    """Serve the OpenAPI page at ``/docs``, and its Swagger UI files at ``/docs/<file>``, all by relative URLs.
 
     The gateway mounts each service under a prefix (``/api/ingest/``); a relative URL works
-    both there and on the service's own port. Create the app with ``docs_url=None``.
+    both there and on the service's own port. The files come from the installed fastapi-offline
+    package, so the page loads with no CDN (offline newsrooms, a strict egress policy).
+    Create the app with ``docs_url=None``.
     """
 
     async def docs() -> HTMLResponse:
-        return get_swagger_ui_html(openapi_url="openapi.json", title=f"{app.title} API")
+        return get_swagger_ui_html(
+            openapi_url="openapi.json",
+            title=f"{app.title} API",
+            swagger_js_url="docs/swagger-ui-bundle.js",
+            swagger_css_url="docs/swagger-ui.css",
+            swagger_favicon_url="docs/favicon.png",
+            oauth2_redirect_url=None,
+            swagger_ui_parameters={"persistAuthorization": True},
+        )
+
+    async def asset(name: str) -> FileResponse:
+        if name not in DOCS_ASSETS:
+            raise ApiError(404, "not_found", "No such file.", fields=[{"field": "path", "message": "unknown file"}])
+        return FileResponse(DOCS_ASSETS_DIR / name, headers={"Cache-Control": "public, max-age=86400"})
 
     app.add_api_route("/docs", docs, include_in_schema=False)
+    app.add_api_route("/docs/{name}", asset, include_in_schema=False)
+
+
+DOCS_ASSETS_DIR = Path(fastapi_offline.__file__).resolve().parent / "static"
+DOCS_ASSETS = frozenset({"swagger-ui-bundle.js", "swagger-ui.css", "favicon.png"})
+"""The Swagger UI files /docs loads, from fastapi-offline's package (its Redoc file is not served)."""
 
 
 class BodySizeLimitMiddleware:

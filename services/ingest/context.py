@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from shared.breaker import Breaker
+from shared.reader_tokens import ReaderTokens
 from shared.settings import IngestSettings
 from shared.store import ItemStore
 
-from .auth import RateLimiter, TokenCheck
+from .auth import Credentials, RateLimiter
 from .feeds import FeedCap
 from .idempotency import Idempotency
 from .publisher import Publisher
@@ -26,5 +27,7 @@ class IngestContext:
     breaker: Breaker
     idempotency: Idempotency
     feeds: FeedCap
-    tokens: TokenCheck
+    credentials: Credentials
     limiter: RateLimiter
+    reader_tokens: ReaderTokens | None = None
+    """Mints reader tokens for private feeds; None without LIVEFEED_READER_TOKEN_KEY."""

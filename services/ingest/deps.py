@@ -1,4 +1,4 @@
-"""The request dependencies of ingest's routes, as type aliases: who writes, to what, how."""
+"""The request dependencies of ingest's routes, as type aliases: who writes (a named credential), to what, how."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from shared.errors import ApiError
 from shared.models import FEED_PATTERN, ITEM_ID_PATTERN
 
 from .context import IngestContext
+from .permissions import Principal
 
 __all__ = ["Feed", "IdempotencyKey", "IfMatch", "IngestDep", "ItemId", "Writer"]
 
@@ -22,9 +23,10 @@ async def _ingest(request: Request) -> IngestContext:
 IngestDep = Annotated[IngestContext, Depends(_ingest)]
 
 
-async def _writer(request: Request, ingest: IngestDep) -> str:
-    caller = ingest.tokens.identify(request.headers.get("authorization"))
-    if caller is None:
+async def _writer(request: Request, ingest: IngestDep) -> Principal:
+    """The named credential of the request's bearer token (401 without one), within its write rate (429)."""
+    principal = await ingest.credentials.identify(request.headers.get("authorization"))
+    if principal is None:
         raise ApiError(
             401,
             "unauthorized",
@@ -32,18 +34,18 @@ async def _writer(request: Request, ingest: IngestDep) -> str:
             fields=[{"field": "Authorization", "message": "missing or unknown bearer token"}],
             headers={"WWW-Authenticate": "Bearer"},
         )
-    wait = ingest.limiter.allow(caller)
+    wait = ingest.limiter.allow(principal.name)
     if wait > 0:
         raise ApiError(
             429,
             "rate_limited",
-            f"Too many writes for this token; retry in {wait:.2f}s.",
+            f"Too many writes for this credential; retry in {wait:.2f}s.",
             headers={"Retry-After": str(max(1, round(wait)))},
         )
-    return caller
+    return principal
 
 
-Writer = Annotated[str, Depends(_writer)]
+Writer = Annotated[Principal, Depends(_writer)]
 Feed = Annotated[str, Path(pattern=FEED_PATTERN, description="Feed slug, e.g. `ukraine`.")]
 ItemId = Annotated[str, Path(pattern=ITEM_ID_PATTERN, description="Item id (a ULID).")]
 IdempotencyKey = Annotated[

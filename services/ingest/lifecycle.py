@@ -26,33 +26,38 @@ def new_item_id(now: datetime) -> str:
     return str(ULID.from_datetime(now)).lower()
 
 
-def publish(feed: str, item_id: str, create: ItemCreate, now: datetime, op: str | None = None) -> Event:
-    """The first version of a new item; ``op`` marks a publish sent with an Idempotency-Key."""
+def publish(
+    feed: str, item_id: str, create: ItemCreate, now: datetime, op: str | None = None, *, by: str | None = None
+) -> Event:
+    """The first version of a new item, made by credential ``by``; ``op`` marks a publish with an Idempotency-Key."""
     item = Item(
         id=item_id,
         feed=feed,
         version=1,
         published_at=now,
         updated_at=now,
+        created_by=by,
+        updated_by=by,
         **create.model_dump(),
     )
     return Event(EventType.published, feed, _json_item(item), _ms(now), op=op)
 
 
-def edit(current: dict[str, Any], update: ItemUpdate, now: datetime) -> Event:
-    """The next version of ``current`` with the fields of ``update`` changed."""
+def edit(current: dict[str, Any], update: ItemUpdate, now: datetime, *, by: str | None = None) -> Event:
+    """The next version of ``current`` with the fields of ``update`` changed, made by credential ``by``."""
     _require_published(current)
     changed = {**current, **update.model_dump(exclude_unset=True, mode="json")}
     changed["version"] = int(current["version"]) + 1
     changed["updated_at"] = now.isoformat()
+    changed["updated_by"] = by
     item = Item.model_validate(changed)
     return Event(
         EventType.updated, item.feed, _json_item(item), _ms(now), prev_tags=tuple(current.get("tags", ()))
     )
 
 
-def retract(current: dict[str, Any], now: datetime) -> Event:
-    """A tombstone: the item's identity, one version up, and none of its words.
+def retract(current: dict[str, Any], now: datetime, *, by: str | None = None) -> Event:
+    """A tombstone: the item's identity, one version up, who retracted it, and none of its words.
 
     Readers, history and resuming streams only learn that the item is gone; the retracted
     text stays in Kafka's earlier records for the audit trail. ``prev_tags`` lets readers
@@ -61,7 +66,7 @@ def retract(current: dict[str, Any], now: datetime) -> Event:
     _require_published(current)
     tombstone = Tombstone(
         id=current["id"], feed=current["feed"], version=int(current["version"]) + 1,
-        published_at=current["published_at"], updated_at=now,
+        published_at=current["published_at"], updated_at=now, updated_by=by,
     )
     return Event(
         EventType.retracted, tombstone.feed, tombstone.model_dump(mode="json"), _ms(now),

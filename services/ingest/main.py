@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from shared.http import serve
 from shared.logs import configure_logging
+from shared.metrics import serve_metrics
 from shared.settings import IngestSettings
 
 from .app import create_app
@@ -12,6 +13,7 @@ from .app import create_app
 def main() -> None:
     settings = IngestSettings()
     configure_logging("ingest", settings.log_level)
+    serve_metrics(settings.metrics_host, settings.ingest_metrics_port)
     serve(create_app(settings), settings.ingest_host, settings.ingest_port)
 
 

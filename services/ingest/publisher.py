@@ -21,6 +21,7 @@ from aiokafka.errors import KafkaError
 from shared.breaker import Breaker, StoreUnavailable
 from shared.cursor import Cursor
 from shared.errors import ApiError
+from shared.metrics import PRODUCE_SECONDS
 from shared.settings import IngestSettings
 from shared.store import ItemStore
 from shared.wire import Event
@@ -28,6 +29,9 @@ from shared.wire import Event
 __all__ = ["Publisher"]
 
 log = logging.getLogger("livefeed.ingest")
+
+_PRODUCE_ACKED = PRODUCE_SECONDS.labels("acknowledged")
+_PRODUCE_FAILED = PRODUCE_SECONDS.labels("unacknowledged")
 
 
 @dataclass
@@ -66,12 +70,14 @@ class Publisher:
                 "Kafka cannot be reached, so the write was not stored. Retry shortly with the same Idempotency-Key.",
                 headers={"Retry-After": "2"},
             )
+        handed_over = loop.time()
         try:
             metadata = await asyncio.wait_for(
                 self.producer.send_and_wait(self.settings.topic, event.serialize(), key=event.feed.encode()),
                 max(0.1, deadline - loop.time()),
             )
         except (KafkaError, TimeoutError) as exc:
+            _PRODUCE_FAILED.observe(loop.time() - handed_over)
             log.error("kafka write not acknowledged", extra={"error": repr(exc), "feed": event.feed})
             raise ApiError(
                 503,
@@ -80,6 +86,7 @@ class Publisher:
                 "Retry with the same Idempotency-Key: the retry cannot create a second item.",
                 headers={"Retry-After": "2"},
             ) from exc
+        _PRODUCE_ACKED.observe(loop.time() - handed_over)
         cursor = Cursor(self.epoch, metadata.partition, metadata.offset)
         try:
             await self.breaker.call(lambda: self.store.apply(event, cursor))

@@ -11,22 +11,25 @@ from fastapi import APIRouter, Response
 
 from shared.cursor import Cursor
 from shared.errors import ApiError
-from shared.models import Item, ItemCreate, ItemUpdate
+from shared.models import ItemCreate, ItemUpdate
+from shared.openapi import BEARER, RetractAnswer, WriteAnswer, error_responses, item_create_examples
 from shared.wire import Event
 
-from . import lifecycle
+from . import lifecycle, permissions
 from .context import IngestContext
 from .deps import Feed, IdempotencyKey, IfMatch, IngestDep, ItemId, Writer
 from .idempotency import op_id
 from .locks import ItemBusy, item_lock
+from .permissions import Permission
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/v1/feeds/{feed}/items", tags=["items"])
 
 
-class Written(Item):
-    """An answer to a write: the item as stored."""
+_WRITE_ERRORS = error_responses(400, 401, 403, 404, 409, 410, 412, 413, 422, 429, 503)
+"""What an edit can answer besides 200; publish and pin drop the ones that cannot happen to them."""
+_PIN_ERRORS = error_responses(401, 403, 404, 409, 410, 422, 429, 503)
 
 
 def _answer(status: int, item: dict[str, Any], cursor: Cursor) -> tuple[int, bytes]:
@@ -95,73 +98,83 @@ async def _change(
                        fields=[{"field": "id", "message": "being edited"}], headers={"Retry-After": "1"}) from exc
 
 
-@router.post("", status_code=201, response_model=Written, summary="Publish an item")
+@router.post("", status_code=201, response_model=WriteAnswer, summary="Publish an item", dependencies=BEARER,
+             responses=error_responses(400, 401, 403, 409, 413, 422, 429, 503), openapi_extra=item_create_examples())
 async def publish_item(
     feed: Feed, create: ItemCreate, ingest: IngestDep, caller: Writer, idempotency_key: IdempotencyKey = None
 ) -> Response:
     """Publish a new item to ``feed`` (created on first post). 201 once Kafka has the event."""
+    permissions.require_publish(caller, feed, pinned=create.pinned)
     if not await ingest.feeds.allows(feed):
         raise ApiError(422, "too_many_feeds", f"livefeed holds at most {ingest.settings.max_feeds} feeds.",
                        fields=[{"field": "feed", "message": "feed limit reached"}])
     now = lifecycle.now_utc()
 
     async def work(item_id: str, op: str | None) -> tuple[int, bytes]:
-        event = lifecycle.publish(feed, item_id, create, now, op)
+        event = lifecycle.publish(feed, item_id, create, now, op, by=caller.name)
         cursor = await ingest.publisher.send(event)
         return _answer(201, event.item, cursor)
 
     fingerprint = {"op": "publish", "feed": feed, "body": create.model_dump(mode="json")}
-    return await _idempotent(ingest, caller, idempotency_key, fingerprint, lifecycle.new_item_id(now), work)
+    return await _idempotent(ingest, caller.name, idempotency_key, fingerprint, lifecycle.new_item_id(now), work)
 
 
-@router.patch("/{item_id}", response_model=Written, summary="Edit or correct an item")
+@router.patch("/{item_id}", response_model=WriteAnswer, summary="Edit or correct an item", dependencies=BEARER,
+              responses=_WRITE_ERRORS)
 async def edit_item(
     feed: Feed, item_id: ItemId, update: ItemUpdate, ingest: IngestDep, caller: Writer,
     idempotency_key: IdempotencyKey = None, if_match: IfMatch = None,
 ) -> Response:
     """Change the fields sent; the version goes up by one. 412 if ``If-Match`` is stale."""
+    permissions.require_edit(caller, feed, pins="pinned" in update.model_fields_set)
+
+    def make(current: dict[str, Any]) -> Event:
+        permissions.require_edit_of(caller, current.get("created_by"))
+        return lifecycle.edit(current, update, lifecycle.now_utc(), by=caller.name)
 
     async def work(_: str, __: str | None) -> tuple[int, bytes]:
-        return await _change(ingest, feed, item_id, if_match,
-                             lambda cur: lifecycle.edit(cur, update, lifecycle.now_utc()))
+        return await _change(ingest, feed, item_id, if_match, make)
 
     fingerprint = {"op": "edit", "feed": feed, "id": item_id, "if": if_match,
                    "body": update.model_dump(mode="json", exclude_unset=True)}
-    return await _idempotent(ingest, caller, idempotency_key, fingerprint, item_id, work)
+    return await _idempotent(ingest, caller.name, idempotency_key, fingerprint, item_id, work)
 
 
-@router.delete("/{item_id}", response_model=Written, summary="Retract an item")
+@router.delete("/{item_id}", response_model=RetractAnswer, summary="Retract an item", dependencies=BEARER,
+               responses=error_responses(400, 401, 403, 404, 409, 410, 412, 422, 429, 503))
 async def retract_item(
     feed: Feed, item_id: ItemId, ingest: IngestDep, caller: Writer,
     idempotency_key: IdempotencyKey = None, if_match: IfMatch = None,
 ) -> Response:
     """Retract the item: readers remove it; history answers 410 for it from now on."""
+    permissions.require(caller, Permission.retract, feed)
 
     async def work(_: str, __: str | None) -> tuple[int, bytes]:
         return await _change(ingest, feed, item_id, if_match,
-                             lambda cur: lifecycle.retract(cur, lifecycle.now_utc()))
+                             lambda cur: lifecycle.retract(cur, lifecycle.now_utc(), by=caller.name))
 
     fingerprint = {"op": "retract", "feed": feed, "id": item_id, "if": if_match}
-    return await _idempotent(ingest, caller, idempotency_key, fingerprint, item_id, work)
+    return await _idempotent(ingest, caller.name, idempotency_key, fingerprint, item_id, work)
 
 
 def _pin_route(pinned: bool) -> Callable[..., Awaitable[Response]]:
     async def pin(
         feed: Feed, item_id: ItemId, ingest: IngestDep, caller: Writer, idempotency_key: IdempotencyKey = None
     ) -> Response:
+        permissions.require(caller, Permission.pin, feed)
         update = ItemUpdate(pinned=pinned)
 
         async def work(_: str, __: str | None) -> tuple[int, bytes]:
             return await _change(ingest, feed, item_id, None,
-                                 lambda cur: lifecycle.edit(cur, update, lifecycle.now_utc()))
+                                 lambda cur: lifecycle.edit(cur, update, lifecycle.now_utc(), by=caller.name))
 
         fingerprint = {"op": "pin" if pinned else "unpin", "feed": feed, "id": item_id}
-        return await _idempotent(ingest, caller, idempotency_key, fingerprint, item_id, work)
+        return await _idempotent(ingest, caller.name, idempotency_key, fingerprint, item_id, work)
 
     return pin
 
 
-router.add_api_route("/{item_id}/pin", _pin_route(True), methods=["PUT"], response_model=Written,
-                     summary="Pin an item")
-router.add_api_route("/{item_id}/pin", _pin_route(False), methods=["DELETE"], response_model=Written,
-                     summary="Unpin an item")
+router.add_api_route("/{item_id}/pin", _pin_route(True), methods=["PUT"], response_model=WriteAnswer,
+                     summary="Pin an item", dependencies=BEARER, responses=_PIN_ERRORS)
+router.add_api_route("/{item_id}/pin", _pin_route(False), methods=["DELETE"], response_model=WriteAnswer,
+                     summary="Unpin an item", dependencies=BEARER, responses=_PIN_ERRORS)

@@ -150,6 +150,22 @@ def test_a_retraction_names_the_tags_the_item_had() -> None:
     assert event.tags == frozenset({"asia", "quake"})
 
 
+def test_every_command_names_the_credential_that_made_it() -> None:
+    """Who did what: publish sets both names, each later command the one that made the new version."""
+    item = publish("world", ITEM_ID, ItemCreate(headline="Quake"), T0, by="rita").item
+    assert (item["created_by"], item["updated_by"]) == ("rita", "rita")
+    edited = edit(item, ItemUpdate(pinned=True), T1, by="ed").item
+    assert (edited["created_by"], edited["updated_by"]) == ("rita", "ed")
+    gone = retract(edited, T1, by="ada").item
+    assert (gone.get("created_by"), gone["updated_by"]) == (None, "ada")
+
+
+def test_an_item_from_before_credentials_had_names_gets_the_editor_only() -> None:
+    old = {k: v for k, v in published().items() if k not in ("created_by", "updated_by")}
+    edited = edit(old, ItemUpdate(body="x"), T1, by="ed").item
+    assert (edited["created_by"], edited["updated_by"]) == (None, "ed")
+
+
 def test_retracting_twice_is_gone() -> None:
     assert_conflict(410, "retracted", retract, retract(published(), T1).item, T1)
 
