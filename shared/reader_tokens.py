@@ -9,20 +9,20 @@ closes a stream when the token it opened with expires. Every refusal is an
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import jwt
 from pydantic import SecretStr
 
 from .errors import ApiError
+from .models import FeedSet
 from .settings import CommonSettings
 
 __all__ = [
     "ALGORITHM",
+    "MAX_TOKEN_LENGTH",
     "MIN_KEY_BYTES",
     "TOKEN_FIELD",
-    "PrivateFeeds",
     "ReadAccess",
     "ReaderTokens",
     "bearer_token",
@@ -31,22 +31,11 @@ __all__ = [
 ALGORITHM = "HS256"
 MIN_KEY_BYTES = 32
 """RFC 7518 section 3.2: an HS256 key must be at least as long as the hash, 256 bits."""
+MAX_TOKEN_LENGTH = 2048
+"""A minted token is under 400 characters (with a 63-character feed and a 100-character subject);
+a longer one is refused before it is decoded, so no read parses a header of many kilobytes."""
 TOKEN_FIELD = "token"
 """The query parameter a browser sends a reader token in (EventSource and WebSocket cannot send headers)."""
-
-
-class PrivateFeeds:
-    """The feeds that need a reader token: exact slugs, or ``prefix-*`` for every feed with that prefix."""
-
-    def __init__(self, patterns: Sequence[str]) -> None:
-        self._exact = frozenset(p for p in patterns if not p.endswith("*"))
-        self._prefixes = tuple(p[:-1] for p in patterns if p.endswith("*"))
-
-    def __bool__(self) -> bool:
-        return bool(self._exact or self._prefixes)
-
-    def __contains__(self, feed: str) -> bool:
-        return feed in self._exact or feed.startswith(self._prefixes)
 
 
 class ReaderTokens:
@@ -69,6 +58,8 @@ class ReaderTokens:
     def check(self, feed: str, token: str, *, now: float | None = None) -> float:
         """The token's expiry (Unix seconds) if it grants ``feed`` now; else the refusal to answer with."""
         at = time.time() if now is None else now
+        if len(token) > MAX_TOKEN_LENGTH:
+            raise _refusal(401, "reader_token_invalid", "The reader token is not valid; get a new one.")
         try:
             claims = jwt.decode(
                 token, self._key, algorithms=[ALGORITHM],
@@ -91,13 +82,16 @@ class ReaderTokens:
 class ReadAccess:
     """Which feeds are private, and the tokens that open them: the one read check of history and fanout."""
 
-    private: PrivateFeeds
+    private: FeedSet
     tokens: ReaderTokens | None
 
     @classmethod
     def from_settings(cls, settings: CommonSettings) -> ReadAccess:
         """Fails at start, not on the first read, when private feeds are configured without a key."""
-        private = PrivateFeeds(settings.private_feeds)
+        try:
+            private = FeedSet(settings.private_feeds)
+        except ValueError as exc:
+            raise ValueError(f"LIVEFEED_PRIVATE_FEEDS: {exc}") from None
         if private and settings.reader_token_key is None:
             raise ValueError("LIVEFEED_PRIVATE_FEEDS needs LIVEFEED_READER_TOKEN_KEY (or _FILE) to check tokens")
         tokens = ReaderTokens(settings.reader_token_key) if settings.reader_token_key is not None else None

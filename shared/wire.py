@@ -6,7 +6,7 @@ value = :meth:`Event.serialize`. Reader message (WebSocket text frame or SSE ``d
     {"type": "item.published", "cursor": "3f9a1c2b.0.42", "feed": "world", "ts": 1764182400123.4,
      "item": {...}}
 
-plus the control messages ``hello``, ``reset`` and ``heartbeat`` built here too.
+plus the control messages ``hello``, ``reset``, ``reauth`` and ``heartbeat`` built here too.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ __all__ = [
     "event_or_none",
     "heartbeat_message",
     "hello_message",
+    "reauth_message",
     "reset_message",
 ]
 
@@ -124,6 +125,11 @@ def reset_message(feed: str, reason: str, cursor: Cursor | None) -> bytes:
     return orjson.dumps(
         {"type": "reset", "feed": feed, "reason": reason, "cursor": cursor and cursor.serialize()}
     )
+
+
+def reauth_message(feed: str, reason: str) -> bytes:
+    """The reader's token no longer grants the feed (``reader_token_expired``): get a new one, then resume."""
+    return orjson.dumps({"type": "reauth", "feed": feed, "reason": reason})
 
 
 def heartbeat_message() -> bytes:

@@ -17,6 +17,8 @@ from shared.breaker import Breaker
 from shared.http import create_api
 from shared.kafka import read_topic_epoch, wait_for_kafka
 from shared.logs import RequestIdMiddleware
+from shared.metrics import HttpMetricsMiddleware
+from shared.reader_tokens import ReadAccess
 from shared.settings import HistorySettings
 from shared.store import ItemStore, StoreEmptied, make_redis
 
@@ -34,6 +36,7 @@ def create_app(settings: HistorySettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.access = ReadAccess.from_settings(settings)
         await wait_for_kafka(settings)
         epoch = await read_topic_epoch(settings)
         redis = make_redis(settings)
@@ -41,7 +44,7 @@ def create_app(settings: HistorySettings | None = None) -> FastAPI:
                           op_ttl_s=settings.idempotency_ttl_s)
         consumer = HistoryConsumer(settings, store, epoch)
         app.state.store, app.state.consumer, app.state.epoch = store, consumer, epoch
-        app.state.breaker = Breaker()
+        app.state.breaker = Breaker(service="history")
         task = asyncio.create_task(consumer.run(), name="history-consumer")
         task.add_done_callback(_crash_on_failure)
         try:
@@ -60,6 +63,7 @@ def create_app(settings: HistorySettings | None = None) -> FastAPI:
     app.include_router(pages.router)
     app.mount("/static", pages.static_files(), name="static")
     app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(HttpMetricsMiddleware, service="history")
     return app
 
 

@@ -26,6 +26,7 @@ from aiokafka.errors import CommitFailedError
 from shared.breaker import STORE_ERRORS
 from shared.cursor import Cursor
 from shared.kafka import make_consumer
+from shared.metrics import REDIS_ERRORS, LagGauge
 from shared.settings import HistorySettings
 from shared.store import ItemStore
 from shared.wire import event_or_none
@@ -35,7 +36,7 @@ __all__ = ["HistoryConsumer", "Readiness"]
 log = logging.getLogger("livefeed.history.consumer")
 
 LOSS_CHECK_S = 1.0
-"""How often history checks, while idle too, that Redis still holds its data."""
+"""How often history checks, while idle too, that Redis still holds its data (and updates its lag gauge)."""
 
 
 class Readiness(StrEnum):
@@ -60,6 +61,8 @@ class HistoryConsumer:
         self._targets: dict[TopicPartition, int] = {}
         self._next: dict[TopicPartition, int] = {}
         self.redis_error: str | None = None
+        self._lag = LagGauge("history")
+        self._redis_errors = REDIS_ERRORS.labels("history", "consume")
 
     def status(self) -> dict[str, Any]:
         lag = {str(tp.partition): max(0, target - self._next.get(tp, 0)) for tp, target in self._targets.items()}
@@ -88,6 +91,7 @@ class HistoryConsumer:
                 try:
                     if loop.time() >= next_check:
                         next_check = loop.time() + LOSS_CHECK_S
+                        self._report_lag(consumer)
                         if await self.store.epoch() is None:
                             await self._rebuild(consumer, consumer.assignment())
                             continue
@@ -137,7 +141,14 @@ class HistoryConsumer:
             if first_unstored is not None and tp in assigned and first_unstored <= records[-1].offset:
                 consumer.seek(tp, first_unstored)
 
+    def _report_lag(self, consumer: AIOKafkaConsumer) -> None:
+        """Set the lag gauge of each assigned partition: its end in Kafka less the next offset to apply."""
+        assigned = consumer.assignment()
+        self._lag.update({tp.partition: consumer.highwater(tp) for tp in assigned},
+                         {tp.partition: at for tp, at in self._next.items() if tp in assigned})
+
     def _redis_failed(self, exc: BaseException, retry_in: float) -> None:
+        self._redis_errors.inc()
         if self.redis_error is None:
             log.error("redis unavailable: history waits and retries", extra={"error": repr(exc)})
         self.redis_error = f"redis unavailable ({type(exc).__name__}); retrying in {retry_in:g}s"

@@ -3,7 +3,9 @@
 The reader page is rendered (``render.py``) from the Redis store, so its first response already
 holds the newest items and a schema.org ``LiveBlogPosting`` block for readers without JavaScript
 and for search engines; ``web/reader.js`` then continues live from the snapshot cursor embedded
-in the page. Every page is sent with a strict Content-Security-Policy.
+in the page. Every page is sent with a strict Content-Security-Policy. A private feed's page
+needs a reader token (``?token=``, which ``reader.js`` passes on to its reads and its stream)
+and is never cached or listed.
 """
 
 from __future__ import annotations
@@ -17,15 +19,16 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from starlette.staticfiles import StaticFiles
 
 from shared.cursor import MAX_CURSOR_LENGTH, Cursor, CursorError
+from shared.errors import ApiError
 from shared.models import Item, Status, valid_feed
 from shared.store import StoredItem
 
-from .deps import complete_store
+from .deps import PRIVATE_CACHE_CONTROL, ReaderToken, check_read, complete_store, read_access
 from .render import layout, masthead, render_console, render_index, render_reader
 
 __all__ = ["WEB_DIR", "router", "security_headers", "static_files"]
@@ -94,9 +97,14 @@ def _origin(request: Request) -> tuple[str, str | None]:
     return scheme, host if host is not None and _HOST.fullmatch(host) else None
 
 
-def _html(text: str, request: Request, status: int = 200) -> HTMLResponse:
+def _html(text: str, request: Request, status: int = 200, *, private: bool = False) -> HTMLResponse:
+    """A page with the security headers; a private one is never cached nor indexed."""
     scheme, host = _origin(request)
-    return HTMLResponse(text, status_code=status, headers=security_headers(host, scheme))
+    headers = security_headers(host, scheme)
+    if private:
+        headers["Cache-Control"] = PRIVATE_CACHE_CONTROL
+        headers["X-Robots-Tag"] = "noindex"
+    return HTMLResponse(text, status_code=status, headers=headers)
 
 
 def _items(stored: Iterable[StoredItem]) -> list[Item]:
@@ -115,10 +123,29 @@ def _not_found(request: Request, message: str) -> HTMLResponse:
     return _html(layout("Not found · livefeed", body, script=None), request, 404)
 
 
+_REFUSED_TEXT = {
+    "reader_token_required": "This feed is private: open it with the link your newsroom gave you.",
+    "reader_token_expired": "Your link to this private feed has expired: ask your newsroom for a new one.",
+    "reader_token_wrong_feed": "Your link opens another private feed, not this one.",
+}
+_INVALID_TEXT = "Your link to this private feed is not valid: ask your newsroom for a new one."
+
+
+def _refused(request: Request, refusal: ApiError) -> HTMLResponse:
+    """The reader page's answer to a read the token does not allow: the API's status, in words for people."""
+    text = _REFUSED_TEXT.get(refusal.code, _INVALID_TEXT)
+    body = f"""{masthead()}<main class="index" id="main"><h1>Private feed</h1>
+<p>{escape(text)}</p><p><a href="/">See every live feed</a></p></main>"""
+    response = _html(layout("Private feed · livefeed", body, script=None), request, refusal.status, private=True)
+    response.headers.update(refusal.headers or {})
+    return response
+
+
 @router.get("/")
 async def index_page(request: Request) -> HTMLResponse:
     store = complete_store(request)
-    feeds = await store.feeds()
+    private = read_access(request).private
+    feeds = [(feed, ms) for feed, ms in await store.feeds() if feed not in private]
     pages = await asyncio.gather(*(store.page(feed, limit=1) for feed, _ in feeds[:INDEX_HEADLINES]))
     latest = {feed: items[0] for (feed, _), (_, stored) in zip(feeds, pages, strict=False) if (items := _items(stored))}
     return _html(render_index(feeds, latest, datetime.now(UTC)), request)
@@ -126,10 +153,18 @@ async def index_page(request: Request) -> HTMLResponse:
 
 @router.get("/feeds/{feed}")
 async def reader_page(
-    request: Request, feed: str, before: Annotated[str | None, Query(max_length=MAX_CURSOR_LENGTH)] = None
+    request: Request,
+    feed: str,
+    before: Annotated[str | None, Query(max_length=MAX_CURSOR_LENGTH)] = None,
+    token: ReaderToken = None,
+    authorization: Annotated[str | None, Header()] = None,
 ) -> HTMLResponse:
     if not valid_feed(feed):
         return _not_found(request, "A feed name is lowercase letters, digits and dashes.")
+    try:
+        read = check_read(request, feed, authorization, token)
+    except ApiError as refusal:
+        return _refused(request, refusal)
     store = complete_store(request)
     epoch: str = request.app.state.epoch
     before_offset: int | None = None
@@ -165,7 +200,7 @@ async def reader_page(
         now=datetime.now(UTC),
         older_page=before is not None,
     )
-    return _html(html, request)
+    return _html(html, request, private=read.private)
 
 
 @router.get("/newsroom")

@@ -16,19 +16,31 @@ from shared.breaker import STORE_ERRORS
 from shared.cursor import MAX_CURSOR_LENGTH, Cursor, CursorError
 from shared.errors import ApiError
 from shared.models import TAG_PATTERN, Item
+from shared.openapi import (
+    BEARER,
+    BEARER_OPTIONAL,
+    FeedList,
+    ItemPage,
+    ReadinessBody,
+    error_responses,
+    readiness_responses,
+)
 from shared.store import StoredItem
 
 from .consumer import HistoryConsumer, Readiness
-from .deps import Feed, ItemId, complete_store
+from .deps import PUBLIC_CACHE_CONTROL, Feed, FeedRead, ItemId, ReadableFeed, complete_store, read_access
 
 __all__ = ["router"]
 
 router = APIRouter()
 
+_FEED_ERRORS = error_responses(401, 403, 422, 429, 503)
+"""What a read of one feed can answer besides 200: a private feed's reader-token refusals, a bad parameter, limits."""
 
-def _json(body: bytes, status: int = 200) -> Response:
+
+def _json(body: bytes, status: int = 200, cache_control: str = PUBLIC_CACHE_CONTROL) -> Response:
     return Response(body, status_code=status, media_type="application/json",
-                    headers={"Cache-Control": "no-cache"})
+                    headers={"Cache-Control": cache_control})
 
 
 def _page(feed: str, head: Cursor | None, items: list[StoredItem], limit: int, epoch: str) -> bytes:
@@ -47,17 +59,20 @@ def _page(feed: str, head: Cursor | None, items: list[StoredItem], limit: int, e
     )
 
 
-@router.get("/v1/feeds", summary="List feeds")
+@router.get("/v1/feeds", summary="List feeds", response_model=FeedList, responses=error_responses(429, 503))
 async def list_feeds(request: Request) -> Response:
-    """Every feed with an item in retention, most recently changed first."""
+    """Every public feed with an item in retention, most recently changed first (private feeds are never listed)."""
+    private = read_access(request).private
     feeds = await complete_store(request).feeds()
-    return _json(orjson.dumps({"feeds": [{"feed": f, "updated_ms": ms} for f, ms in feeds]}))
+    return _json(orjson.dumps({"feeds": [{"feed": f, "updated_ms": ms} for f, ms in feeds if f not in private]}))
 
 
-@router.get("/v1/feeds/{feed}/items", summary="List a feed's items")
+@router.get("/v1/feeds/{feed}/items", summary="List a feed's items", response_model=ItemPage,
+            dependencies=BEARER, openapi_extra=BEARER_OPTIONAL, responses=error_responses(400, 401, 403, 422, 429, 503))
 async def list_items(
     request: Request,
     feed: Feed,
+    read: ReadableFeed,
     limit: Annotated[int, Query(ge=1, le=200)] = 20,
     before: Annotated[str | None, Query(max_length=MAX_CURSOR_LENGTH, description="A `next_before` cursor.")] = None,
     tag: Annotated[str | None, Query(pattern=TAG_PATTERN)] = None,
@@ -67,27 +82,30 @@ async def list_items(
     ``cursor`` is the feed position the answer reflects: open the stream with
     ``since=<cursor>`` to continue live. Page back with ``before=<next_before>``.
     """
-    return await _listing(request, feed, limit, before=_before(before, request.app.state.epoch), tag=tag)
+    return await _listing(request, read, limit, before=_before(before, request.app.state.epoch), tag=tag)
 
 
-@router.get("/v1/feeds/{feed}/key-events", summary="List a feed's key events")
+@router.get("/v1/feeds/{feed}/key-events", summary="List a feed's key events", response_model=ItemPage,
+            dependencies=BEARER, openapi_extra=BEARER_OPTIONAL, responses=_FEED_ERRORS)
 async def key_events(
-    request: Request, feed: Feed, limit: Annotated[int, Query(ge=1, le=1000)] = 200
+    request: Request, feed: Feed, read: ReadableFeed, limit: Annotated[int, Query(ge=1, le=1000)] = 200
 ) -> Response:
     """Items marked as key events, newest first, however far back (within the age limit)."""
-    return await _listing(request, feed, limit, key_events=True)
+    return await _listing(request, read, limit, key_events=True)
 
 
-@router.get("/v1/feeds/{feed}/pinned", summary="List a feed's pinned items")
+@router.get("/v1/feeds/{feed}/pinned", summary="List a feed's pinned items", response_model=ItemPage,
+            dependencies=BEARER, openapi_extra=BEARER_OPTIONAL, responses=_FEED_ERRORS)
 async def pinned_items(
-    request: Request, feed: Feed, limit: Annotated[int, Query(ge=1, le=1000)] = 50
+    request: Request, feed: Feed, read: ReadableFeed, limit: Annotated[int, Query(ge=1, le=1000)] = 50
 ) -> Response:
     """Pinned items, newest first, however far back (within the age limit): readers show them on top."""
-    return await _listing(request, feed, limit, pinned=True)
+    return await _listing(request, read, limit, pinned=True)
 
 
-@router.get("/v1/feeds/{feed}/items/{item_id}", response_model=Item, summary="Get one item")
-async def get_item(request: Request, feed: Feed, item_id: ItemId) -> Response:
+@router.get("/v1/feeds/{feed}/items/{item_id}", summary="Get one item", response_model=Item, dependencies=BEARER,
+            openapi_extra=BEARER_OPTIONAL, responses=error_responses(401, 403, 404, 410, 422, 429, 503))
+async def get_item(request: Request, feed: Feed, read: ReadableFeed, item_id: ItemId) -> Response:
     """The item's current state; 410 once it was retracted."""
     stored = await complete_store(request).get(feed, item_id)
     if stored is None:
@@ -96,10 +114,10 @@ async def get_item(request: Request, feed: Feed, item_id: ItemId) -> Response:
     if stored.status == "retracted":
         raise ApiError(410, "retracted", "The newsroom retracted this item.",
                        fields=[{"field": "id", "message": "retracted"}])
-    return _json(stored.item_json)
+    return _json(stored.item_json, cache_control=read.cache_control)
 
 
-@router.get("/readyz", summary="Readiness")
+@router.get("/readyz", summary="Readiness", response_model=ReadinessBody, responses=readiness_responses())
 async def readyz(request: Request) -> Response:
     """200 once history has caught up with Kafka; 503 while starting, rebuilding or without Redis."""
     consumer: HistoryConsumer = request.app.state.consumer
@@ -117,14 +135,14 @@ async def readyz(request: Request) -> Response:
 
 
 async def _listing(
-    request: Request, feed: str, limit: int, *, before: int | None = None, tag: str | None = None,
+    request: Request, read: FeedRead, limit: int, *, before: int | None = None, tag: str | None = None,
     key_events: bool = False, pinned: bool = False,
 ) -> Response:
     """A list answer: the head first, then the items, so every event up to the head is in them."""
     head, items = await complete_store(request).page(
-        feed, limit=limit, before=before, tag=tag, key_events=key_events, pinned=pinned
+        read.feed, limit=limit, before=before, tag=tag, key_events=key_events, pinned=pinned
     )
-    return _json(_page(feed, head, items, limit, request.app.state.epoch))
+    return _json(_page(read.feed, head, items, limit, request.app.state.epoch), cache_control=read.cache_control)
 
 
 def _before(before: str | None, epoch: str) -> int | None:

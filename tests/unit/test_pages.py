@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 from types import SimpleNamespace
@@ -13,12 +15,14 @@ import httpx
 import orjson
 import pytest
 from fastapi import FastAPI
+from pydantic import SecretStr
 
 from services.history import pages
 from services.history import render as rendering
 from services.history.consumer import Readiness
 from shared.cursor import Cursor
-from shared.models import Item
+from shared.models import FeedSet, Item
+from shared.reader_tokens import ReadAccess, ReaderTokens
 from shared.store import StoredItem
 
 NOW = datetime(2025, 3, 1, 12, 30, tzinfo=UTC)
@@ -273,13 +277,17 @@ class FakeStore:
         return [("world", int(NOW.timestamp() * 1000))] if self.stored else []
 
 
-def client_for(items: list[Item]) -> httpx.AsyncClient:
+TOKENS = ReaderTokens(SecretStr("k" * 32))
+
+
+def client_for(items: list[Item], private: list[str] | None = None) -> httpx.AsyncClient:
     app = FastAPI()
     app.include_router(pages.router)
     app.mount("/static", pages.static_files(), name="static")
     app.state.store = FakeStore(items)
     app.state.consumer = SimpleNamespace(state=Readiness.ready)
     app.state.epoch = "e1"
+    app.state.access = ReadAccess(FeedSet(private or []), TOKENS)
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver")
 
 
@@ -333,3 +341,47 @@ def test_scripts_never_parse_newsroom_text_as_html() -> None:
         source = path.read_text()
         for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function"):
             assert sink not in source, f"{path.name} uses {sink}"
+
+
+async def test_a_private_feed_is_not_on_the_index() -> None:
+    response = await client_for([make_item(1, headline="Wire copy")], private=["world"]).get("/")
+    assert response.status_code == 200
+    assert 'href="/feeds/world"' not in response.text and "Wire copy" not in response.text
+
+
+@pytest.mark.parametrize(
+    ("make_token", "status", "words"),
+    [
+        (lambda: None, 401, "This feed is private"),
+        (lambda: TOKENS.mint("world", 60, now=time.time() - 120)[0], 401, "has expired"),
+        (lambda: TOKENS.mint("other", 60)[0], 403, "another private feed"),
+        (lambda: "garbage", 401, "not valid"),
+    ],
+)
+async def test_a_private_page_without_a_good_token_is_refused_in_words(
+    make_token: Callable[[], str | None], status: int, words: str
+) -> None:
+    """Tokens are minted as the test runs: one minted at collection could expire before it."""
+    token = make_token()
+    client = client_for([make_item(1, headline="Wire copy")], private=["world"])
+    response = await client.get("/feeds/world", params={"token": token} if token else None)
+    assert response.status_code == status
+    assert response.headers["content-type"].startswith("text/html") and words in response.text
+    assert "Wire copy" not in response.text
+    assert response.headers["cache-control"] == "private, no-store"
+
+
+@pytest.mark.parametrize("where", ["query", "header"])
+async def test_a_private_page_opens_with_its_token_and_is_never_cached(where: str) -> None:
+    client = client_for([make_item(1, headline="Wire copy")], private=["world"])
+    token = TOKENS.mint("world", 60)[0]
+    if where == "query":
+        response = await client.get("/feeds/world", params={"token": token})
+    else:
+        response = await client.get("/feeds/world", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 200 and "Wire copy" in response.text
+    assert response.headers["cache-control"] == "private, no-store"
+    assert response.headers["x-robots-tag"] == "noindex"
+    assert token not in response.text
+    public = await client_for([make_item(1)]).get("/feeds/world")
+    assert public.headers["cache-control"] == "no-cache" and "x-robots-tag" not in public.headers

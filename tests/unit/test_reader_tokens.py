@@ -7,7 +7,8 @@ import pytest
 from pydantic import SecretStr
 
 from shared.errors import ApiError
-from shared.reader_tokens import PrivateFeeds, ReadAccess, ReaderTokens, bearer_token
+from shared.models import FeedSet
+from shared.reader_tokens import MAX_TOKEN_LENGTH, ReadAccess, ReaderTokens, bearer_token
 from shared.settings import HistorySettings
 
 KEY = SecretStr("0123456789abcdef0123456789abcdef")
@@ -16,7 +17,7 @@ NOW = 1_800_000_000.0
 
 @pytest.fixture
 def access() -> ReadAccess:
-    return ReadAccess(PrivateFeeds(["wire-*", "embargo"]), ReaderTokens(KEY))
+    return ReadAccess(FeedSet(["wire-*", "embargo"]), ReaderTokens(KEY))
 
 
 def _refusal(access: ReadAccess, feed: str, token: str | None, now: float = NOW) -> ApiError:
@@ -27,10 +28,10 @@ def _refusal(access: ReadAccess, feed: str, token: str | None, now: float = NOW)
 
 
 def test_exact_names_and_prefixes_are_private() -> None:
-    private = PrivateFeeds(["wire-*", "embargo"])
+    private = FeedSet(["wire-*", "embargo"])
     assert "wire-afp" in private and "embargo" in private
     assert "embargoed" not in private and "news" not in private and "wir" not in private
-    assert not PrivateFeeds([])
+    assert not FeedSet([])
 
 
 def test_a_public_feed_needs_no_token(access: ReadAccess) -> None:
@@ -83,3 +84,20 @@ def test_the_header_wins_over_the_query() -> None:
     assert bearer_token("bearer  spaced ", None) == "spaced"
     assert bearer_token(None, "from-query") == "from-query"
     assert bearer_token("Basic abc", "") is None
+
+
+def test_an_over_long_token_is_refused_before_it_is_decoded(access: ReadAccess) -> None:
+    assert access.tokens is not None
+    token, _ = access.tokens.mint("wire-afp", 60, now=NOW, subject="x" * 100)
+    assert len(token) < MAX_TOKEN_LENGTH and access.check("wire-afp", token, now=NOW) == NOW + 60
+    padded = jwt.encode({"feed": "wire-afp", "exp": int(NOW) + 60, "pad": "x" * MAX_TOKEN_LENGTH},
+                        KEY.get_secret_value(), algorithm="HS256")
+    assert _refusal(access, "wire-afp", padded).code == "reader_token_invalid"
+
+
+def test_a_mistyped_private_feed_stops_the_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    """'Wire-*' would match no feed and leave the wire public: refused, not ignored."""
+    monkeypatch.setenv("LIVEFEED_PRIVATE_FEEDS", "Wire-*,embargo")
+    monkeypatch.setenv("LIVEFEED_READER_TOKEN_KEY", KEY.get_secret_value())
+    with pytest.raises(ValueError, match="LIVEFEED_PRIVATE_FEEDS: .*'Wire-\\*'"):
+        ReadAccess.from_settings(HistorySettings())

@@ -22,10 +22,13 @@ async function parse(response) {
   return body;
 }
 
-export async function getJSON(path) {
+/** A read; `token` (a private feed's reader token) goes in the Authorization header, never the URL. */
+export async function getJSON(path, { token } = {}) {
+  const headers = { Accept: 'application/json' };
+  if (token) headers.Authorization = `Bearer ${token}`;
   let response;
   try {
-    response = await fetch(path, { headers: { Accept: 'application/json' }, cache: 'no-store' });
+    response = await fetch(path, { headers, cache: 'no-store' });
   } catch {
     throw new ApiError(0, { error: 'network', message: 'The server could not be reached.' });
   }

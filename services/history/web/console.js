@@ -107,6 +107,14 @@ function actionButton(label, action, id, extra = '') {
   return button;
 }
 
+/** "Posted by ana · last change by ed": the newsroom credentials behind an item (none on older items). */
+function whoText(item) {
+  const parts = [];
+  if (item.created_by) parts.push(`Posted by ${item.created_by}`);
+  if (item.version > 1 && item.updated_by) parts.push(`last change by ${item.updated_by}`);
+  return parts.join(' · ');
+}
+
 function renderWithActions(item) {
   const actions = el('div', 'item-actions',
     null,
@@ -114,6 +122,8 @@ function renderWithActions(item) {
     actionButton(item.pinned ? 'Unpin' : 'Pin', item.pinned ? 'unpin' : 'pin', item.id),
     actionButton('Retract', 'retract', item.id, 'danger'));
   const article = renderItem(item, actions);
+  const who = whoText(item);
+  if (who) article.insertBefore(el('p', 'item-who', who), actions);
   article.classList.toggle('is-editing', editing?.item.id === item.id);
   return article;
 }

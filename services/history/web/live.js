@@ -3,11 +3,16 @@
 // cursor the server cannot continue) asks the page to reload its snapshot and resumes from that.
 // Should the reloaded snapshot's cursor be refused too, it goes live from now and reloads the
 // snapshot after the stream's hello, so a reset can never turn into a reload loop.
+// A private feed's stream carries the reader token (`?token=`: a WebSocket cannot send headers).
+// When the token expires the server sends `reauth` and closes with 4401; a handshake refused
+// for the token is found by asking the API why. Either way the stream stops for good and says
+// so (state 'denied'), instead of reconnecting with a token that can only be refused again.
 
 const BASE_DELAY_MS = 500;
 const MAX_DELAY_MS = 15000;
 const SILENCE_MS = 45000;
 const RESET_CLOSE_CODE = 4000;
+const REAUTH_CLOSE_CODE = 4401;
 const CATCH_UP_TRIES = 6;
 
 /** Whether a snapshot at `cursor` holds everything up to `start` (cursors of one feed share a partition). */
@@ -25,6 +30,7 @@ export const STATE_TEXT = {
   live: 'Live',
   reconnecting: 'Reconnecting…',
   offline: 'Offline: waiting for the network…',
+  denied: 'Stopped: link expired',
 };
 
 export class LiveStream {
@@ -36,9 +42,14 @@ export class LiveStream {
    * @param {(state: string, detail: object) => void} options.onState 'connecting' | 'live' | 'reconnecting' | 'offline'
    * @param {(options?: {merge?: boolean}) => Promise<string|null>} options.reload reloads the snapshot
    *   (merged into the page with `merge`, else replacing it), returns its cursor
+   * @param {string|null} [options.token] a private feed's reader token
+   * @param {() => Promise<string|null>} [options.refusal] why the feed refuses the token now
+   *   (an error code such as 'reader_token_expired'), or null if it does not
    */
-  constructor({ feed, cursor, onEvent, onState, reload }) {
+  constructor({ feed, cursor, onEvent, onState, reload, token = null, refusal = async () => null }) {
     this.feed = feed;
+    this.token = token || null;
+    this.refusal = refusal;
     this.cursor = cursor || null;
     this.onEvent = onEvent;
     this.onState = onState;
@@ -70,8 +81,17 @@ export class LiveStream {
 
   url() {
     const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
-    const since = this.cursor ? `?since=${encodeURIComponent(this.cursor)}` : '';
-    return `${scheme}//${location.host}/v1/feeds/${encodeURIComponent(this.feed)}/stream${since}`;
+    const query = new URLSearchParams();
+    if (this.cursor) query.set('since', this.cursor);
+    if (this.token) query.set('token', this.token);
+    const search = query.toString() ? `?${query}` : '';
+    return `${scheme}//${location.host}/v1/feeds/${encodeURIComponent(this.feed)}/stream${search}`;
+  }
+
+  /** The token no longer opens the feed (`code` says why): stop for good and say so. */
+  deny(code) {
+    this.stop();
+    this.onState('denied', { code });
   }
 
   async connect() {
@@ -84,13 +104,15 @@ export class LiveStream {
       try {
         this.cursor = await this.reload();
         this.needsReload = false;
-      } catch {
-        this.scheduleRetry();
+      } catch (error) {
+        if (String(error?.code).startsWith('reader_token_')) this.deny(error.code);
+        else this.scheduleRetry();
         return;
       }
     }
     const resumedFrom = this.cursor;
     const socket = new WebSocket(this.url());
+    socket.greeted = false;
     this.socket = socket;
     socket.addEventListener('message', (event) => this.receive(socket, event, resumedFrom));
     socket.addEventListener('close', (event) => this.closed(socket, event));
@@ -107,6 +129,7 @@ export class LiveStream {
       return;
     }
     if (message.type === 'hello') {
+      socket.greeted = true;
       this.attempt = 0;
       this.resets = 0;
       if (resumedFrom === null && message.cursor) {
@@ -117,6 +140,8 @@ export class LiveStream {
     } else if (message.type === 'reset') {
       this.needsReload = true;
       this.resets += 1;
+    } else if (message.type === 'reauth') {
+      this.deny(message.reason || 'reader_token_expired');
     } else if (message.type && message.type.startsWith('item.')) {
       if (message.cursor) this.cursor = message.cursor;
       this.onEvent(message);
@@ -145,12 +170,25 @@ export class LiveStream {
     socket.close(4002, 'catch up');
   }
 
-  closed(socket, event) {
+  async closed(socket, event) {
     if (socket !== this.socket) return;
     clearTimeout(this.watchdog);
     this.socket = null;
     if (this.stopped) return;
+    if (event.code === REAUTH_CLOSE_CODE) {
+      this.deny(event.reason || 'reader_token_expired');
+      return;
+    }
     if (event.code === RESET_CLOSE_CODE) this.needsReload = true;
+    if (this.token && !socket.greeted) {
+      // The handshake was refused or cut: a browser cannot see the status, so ask the API.
+      const code = await this.refusal().catch(() => null);
+      if (this.stopped || this.socket) return;
+      if (code) {
+        this.deny(code);
+        return;
+      }
+    }
     this.scheduleRetry();
   }
 

@@ -1,6 +1,8 @@
 // The reader page: takes over the server-rendered snapshot and keeps it live from its cursor.
 // New updates slide in at the top, or wait behind a "N new updates" button while the reader
-// is scrolled down, so the page never jumps under them.
+// is scrolled down, so the page never jumps under them. A private feed's page is opened with
+// `?token=<reader token>`: every read sends it (Authorization header), the stream carries it, and
+// the page's own links keep it; once it expires the page says so instead of reconnecting.
 
 import { feedPath, getJSON } from './api.js';
 import { FeedList } from './feedlist.js';
@@ -13,6 +15,13 @@ const MAX_REVEAL_PAGES = 100;
 
 const main = document.getElementById('main');
 const feed = main.dataset.feed;
+const token = new URLSearchParams(location.search).get('token') || null;
+const DENIED_TEXT = {
+  reader_token_expired: 'Your link to this private feed has expired, so live updates have stopped. '
+    + 'Ask your newsroom for a new link.',
+  reader_token_wrong_feed: 'Your link opens another private feed, not this one.',
+  reader_token_required: 'This feed is private: open it with the link your newsroom gave you.',
+};
 const feedEl = document.getElementById('feed');
 const emptyEl = document.getElementById('feed-empty');
 const newButton = document.getElementById('new-updates');
@@ -29,6 +38,24 @@ const pending = new Map();
 const baseTitle = document.title;
 let unseen = 0;
 const reducedMotion = matchMedia('(prefers-reduced-motion: reduce)');
+
+/** A path of this site with the reader token added, so a private feed's own links keep working. */
+function withToken(path) {
+  if (!token) return path;
+  const url = new URL(path, location.href);
+  url.searchParams.set('token', token);
+  return `${url.pathname}${url.search}${url.hash}`;
+}
+
+/** Why the feed refuses the token now (an error code), or null if it does not: a stream cannot tell. */
+async function refusal() {
+  try {
+    await getJSON(feedPath(feed, '/items?limit=1'), { token });
+    return null;
+  } catch (error) {
+    return error.status === 401 || error.status === 403 ? error.code : null;
+  }
+}
 
 /** The key-events list: complete however far back, kept current by the same events. */
 class KeyEvents {
@@ -182,7 +209,7 @@ function setOlder(cursor) {
     emptyEl.after(olderLink);
   }
   olderLink.hidden = !cursor;
-  if (cursor) olderLink.href = `/feeds/${encodeURIComponent(feed)}?before=${encodeURIComponent(cursor)}`;
+  if (cursor) olderLink.href = withToken(`/feeds/${encodeURIComponent(feed)}?before=${encodeURIComponent(cursor)}`);
 }
 
 /** Appends the next page of older updates; resolves to whether there was one. */
@@ -191,7 +218,7 @@ function loadOlder() {
   if (loadingOlder) return loadingOlder;
   feedEl.setAttribute('aria-busy', 'true');
   olderLink.textContent = 'Loading…';
-  loadingOlder = getJSON(feedPath(feed, `/items?limit=${PAGE_SIZE}&before=${encodeURIComponent(nextBefore)}`))
+  loadingOlder = getJSON(feedPath(feed, `/items?limit=${PAGE_SIZE}&before=${encodeURIComponent(nextBefore)}`), { token })
     .then((page) => {
       for (const item of page.items) list.apply(item);
       setOlder(page.next_before);
@@ -235,7 +262,7 @@ async function reveal(id) {
   }
   if (!node) {
     try {
-      const item = await getJSON(feedPath(feed, `/items/${encodeURIComponent(id)}`));
+      const item = await getJSON(feedPath(feed, `/items/${encodeURIComponent(id)}`), { token });
       list.apply(item);
       node = list.element(id);
     } catch (error) {
@@ -314,9 +341,9 @@ window.addEventListener('scroll', () => {
  */
 async function reloadSnapshot({ merge = false } = {}) {
   const [page, pins, keys] = await Promise.all([
-    getJSON(feedPath(feed, `/items?limit=${PAGE_SIZE}`)),
-    getJSON(feedPath(feed, '/pinned?limit=50')),
-    getJSON(feedPath(feed, '/key-events?limit=200')),
+    getJSON(feedPath(feed, `/items?limit=${PAGE_SIZE}`), { token }),
+    getJSON(feedPath(feed, '/pinned?limit=50'), { token }),
+    getJSON(feedPath(feed, '/key-events?limit=200'), { token }),
   ]);
   const pinned = pins.items.filter((i) => !page.items.some((p) => p.id === i.id));
   const unique = [...new Map([...page.items, ...pinned].map((i) => [i.id, i])).values()];
@@ -334,14 +361,20 @@ async function reloadSnapshot({ merge = false } = {}) {
   return page.cursor;
 }
 
-function setState(state) {
+function setState(state, detail = {}) {
   conn.dataset.state = state;
   conn.textContent = STATE_TEXT[state] ?? state;
   document.body.dataset.live = state;
+  if (state === 'denied') showNotice(DENIED_TEXT[detail.code] ?? DENIED_TEXT.reader_token_expired);
 }
 
 localizeTimes(document);
 if (olderLink) olderLink.addEventListener('click', onOlderClick);
+if (token) {
+  for (const link of main.querySelectorAll(`a[href^="/feeds/${CSS.escape(feed)}"]`)) {
+    link.href = withToken(link.getAttribute('href'));
+  }
+}
 if (matchMedia('(max-width: 959px)').matches && keyEvents.container.children.length > 3) keyBox.open = false;
 if (!main.dataset.static) {
   const stream = new LiveStream({
@@ -350,6 +383,8 @@ if (!main.dataset.static) {
     onEvent,
     onState: setState,
     reload: reloadSnapshot,
+    token,
+    refusal,
   });
   stream.start();
   window.addEventListener('pagehide', () => stream.stop());
