@@ -1,8 +1,9 @@
 """The fanout service, assembled: the pump feeds the hub, the two adapters serve its readers.
 
 The hub is built once the pump knows the topic; both ports open only once the pump has caught
-up; a tick keeps idle streams alive and resets readers whose cursor Kafka never reached; and
-cancelling :func:`run` closes everything.
+up; a tick keeps idle streams alive, resets readers whose cursor Kafka never reached and ends
+the streams whose reader token expired (``reauth``, then WebSocket close 4401); and cancelling
+:func:`run` closes everything.
 """
 
 from __future__ import annotations
@@ -11,18 +12,22 @@ import asyncio
 import contextlib
 import ctypes
 import logging
+import time
 from collections.abc import Callable
 
 from websockets.asyncio.server import Server
 
 from shared.kafka import feed_partitioner
+from shared.reader_tokens import ReadAccess
 from shared.settings import FanoutSettings
-from shared.wire import reset_message
+from shared.wire import reauth_message, reset_message
 
 from . import sse, websocket
+from .health import Health
 from .hub import Hub, ResetReason
 from .pump import open_pump
 from .readers import Readers
+from .sinks import REAUTH_CLOSE_REASON
 
 __all__ = ["AHEAD_GRACE_S", "run"]
 
@@ -31,15 +36,17 @@ log = logging.getLogger("livefeed.fanout")
 AHEAD_GRACE_S = 5.0
 """How long a reader may wait for Kafka to reach its cursor before it is told to reset."""
 OVERDUE_EVERY_S = 1.0
-"""How often readers waiting on a cursor Kafka never reached are looked for."""
+"""How often readers waiting on a cursor Kafka never reached, or whose reader token expired, are looked for."""
 
 
 async def run(settings: FanoutSettings) -> None:
-    """Consume and serve until cancelled."""
+    """Consume and serve until cancelled; fails at once when private feeds have no key to check tokens."""
+    access = ReadAccess.from_settings(settings)
     async with open_pump(settings) as pump:
         hub = Hub(pump.epoch, buffer=settings.fanout_buffer, partition_of=feed_partitioner(len(pump.partitions)),
                   op_ttl_s=settings.idempotency_ttl_s)
-        ports = _Ports(Readers(hub, settings.fanout_max_clients), settings)
+        readers = Readers(hub, settings.fanout_max_clients)
+        ports = _Ports(readers, access, settings, Health(lambda: readers.count, pump.readiness))
         try:
             await pump.run(hub, on_caught_up=ports.open)
         finally:
@@ -49,16 +56,18 @@ async def run(settings: FanoutSettings) -> None:
 class _Ports:
     """The WebSocket and SSE servers and the tick, from when the pump has caught up until shutdown."""
 
-    def __init__(self, readers: Readers, settings: FanoutSettings) -> None:
+    def __init__(self, readers: Readers, access: ReadAccess, settings: FanoutSettings, health: Health) -> None:
         self.readers = readers
+        self.access = access
+        self.health = health
         self.settings = settings
         self.servers: list[Server | asyncio.Server] = []
         self.tick: asyncio.Task[None] | None = None
 
     async def open(self) -> None:
         settings = self.settings
-        self.servers.append(await websocket.serve(self.readers, settings))
-        self.servers.append(await sse.serve(self.readers, settings))
+        self.servers.append(await websocket.serve(self.readers, self.access, settings, self.health))
+        self.servers.append(await sse.serve(self.readers, self.access, settings, self.health))
         self.tick = asyncio.create_task(_tick(self.readers, settings.heartbeat_s))
         log.info("fanout ready", extra={"ws_port": settings.fanout_port, "sse_port": settings.fanout_sse_port,
                                         "feeds": self.readers.hub.feeds()})
@@ -75,7 +84,8 @@ class _Ports:
 
 
 async def _tick(readers: Readers, heartbeat_s: float) -> None:
-    """Reset readers whose cursor Kafka never reached (each second), and keep idle streams alive."""
+    """Each second, reset readers whose cursor Kafka never reached and end the streams whose reader
+    token expired; keep idle streams alive."""
     loop = asyncio.get_running_loop()
     next_beat = loop.time() + heartbeat_s
     while True:
@@ -83,6 +93,8 @@ async def _tick(readers: Readers, heartbeat_s: float) -> None:
         for sub in readers.hub.overdue(now=loop.time(), grace=AHEAD_GRACE_S):
             readers.leave(sub)
             sub.sink.reset(reset_message(sub.feed, ResetReason.cursor_ahead.value, None))
+        for sub in readers.expired(time.time()):
+            sub.sink.reauth(reauth_message(sub.feed, REAUTH_CLOSE_REASON))
         if loop.time() >= next_beat:
             next_beat = loop.time() + heartbeat_s
             readers.heartbeat()

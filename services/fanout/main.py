@@ -9,6 +9,7 @@ import signal
 import uvloop
 
 from shared.logs import configure_logging
+from shared.metrics import serve_metrics
 from shared.settings import FanoutSettings
 
 from .app import run
@@ -28,6 +29,7 @@ async def _serve(settings: FanoutSettings) -> None:
 def main() -> None:
     settings = FanoutSettings()
     configure_logging("fanout", settings.log_level)
+    serve_metrics(settings.metrics_host, settings.fanout_metrics_port)
     uvloop.run(_serve(settings))
 
 

@@ -23,26 +23,36 @@ from typing import Any, ClassVar
 from websockets.asyncio.server import ServerConnection
 from websockets.protocol import State
 
+from shared.metrics import FANOUT_DROPS
 from shared.wire import heartbeat_message
 
 from .streams import Encoded, sse_chunk, ws_text_frame
 
-__all__ = ["RESET_CLOSE_CODE", "Sink", "SseSink", "WsSink", "deliver_coalesced"]
+__all__ = ["REAUTH_CLOSE_CODE", "REAUTH_CLOSE_REASON", "RESET_CLOSE_CODE", "Sink", "SseSink", "WsSink",
+           "deliver_coalesced"]
 
 log = logging.getLogger("livefeed.fanout")
 
 RESET_CLOSE_CODE = 4000
 """The WebSocket close code that tells a reader to reload history before resuming."""
+REAUTH_CLOSE_CODE = 4401
+"""The WebSocket close code that tells a reader its reader token expired: get a new one, then resume
+from its cursor (4000 + the HTTP status a new connection with that token would get)."""
+REAUTH_CLOSE_REASON = "reader_token_expired"
 
 _closing: set[asyncio.Task[None]] = set()
+_SLOW_DROPS = FANOUT_DROPS.labels("slow_reader")
+_RESET_DROPS = FANOUT_DROPS.labels("reset")
+_REAUTH_DROPS = FANOUT_DROPS.labels("reauth")
 
 
 class Sink(ABC):
     """One reader's connection, and the slow-reader policy every kind of stream shares.
 
     Every write goes through :meth:`write`: nothing is written to a connection that is no longer
-    open, and a reader with more than ``limit`` bytes pending is aborted (one log line, one more
-    in its class's ``dropped``) instead of being written to.
+    open, and a reader with more than ``limit`` bytes pending is aborted (one more in its class's
+    ``dropped`` and in ``livefeed_fanout_drops_total``; the log line is at debug, as every
+    per-connection line) instead of being written to.
     """
 
     __slots__ = ("limit", "transport")
@@ -65,7 +75,8 @@ class Sink(ABC):
         pending = self.transport.get_write_buffer_size()
         if pending > self.limit:
             type(self).dropped += 1
-            log.warning("dropping a slow reader", extra={"stream": self.KIND, "pending": pending})
+            _SLOW_DROPS.inc()
+            log.debug("dropping a slow reader", extra={"stream": self.KIND, "pending": pending})
             self.transport.abort()
             return
         self.transport.write(data)
@@ -82,8 +93,15 @@ class Sink(ABC):
 
     def reset(self, message: bytes) -> None:
         """Tell the reader to reload history (``message``), then end its stream."""
-        self.write(self.reset_frame(message))
-        self.close()
+        _RESET_DROPS.inc()
+        self.write(self.control_frame(message, "reset"))
+        self.close(RESET_CLOSE_CODE, "reset: reload history")
+
+    def reauth(self, message: bytes) -> None:
+        """Tell the reader its token expired (``message``, a ``reauth``), then end its stream."""
+        _REAUTH_DROPS.inc()
+        self.write(self.control_frame(message, "reauth"))
+        self.close(REAUTH_CLOSE_CODE, REAUTH_CLOSE_REASON)
 
     @abstractmethod
     def is_open(self) -> bool:
@@ -94,12 +112,12 @@ class Sink(ABC):
         """One event as this kind of stream writes it."""
 
     @abstractmethod
-    def reset_frame(self, message: bytes) -> bytes:
-        """A reset message as this kind of stream writes it."""
+    def control_frame(self, message: bytes, event: str) -> bytes:
+        """A control message (``reset``, ``reauth``) as this kind of stream writes it."""
 
     @abstractmethod
-    def close(self) -> None:
-        """End the stream after a reset, the way this kind of stream says so to the reader."""
+    def close(self, code: int, reason: str) -> None:
+        """End the stream after a control message; a WebSocket says why with ``code`` and ``reason``."""
 
 
 class WsSink(Sink):
@@ -120,12 +138,12 @@ class WsSink(Sink):
     def frame(self, encoded: Encoded) -> bytes:
         return encoded.ws()
 
-    def reset_frame(self, message: bytes) -> bytes:
+    def control_frame(self, message: bytes, event: str) -> bytes:
         return ws_text_frame(message)
 
-    def close(self) -> None:
-        """Close with :data:`RESET_CLOSE_CODE`, in the background: the closing handshake awaits."""
-        task = asyncio.get_running_loop().create_task(self.conn.close(RESET_CLOSE_CODE, "reset: reload history"))
+    def close(self, code: int, reason: str) -> None:
+        """Close with ``code``, in the background: the closing handshake awaits."""
+        task = asyncio.get_running_loop().create_task(self.conn.close(code, reason))
         _closing.add(task)
         task.add_done_callback(_closing.discard)
 
@@ -144,10 +162,11 @@ class SseSink(Sink):
     def frame(self, encoded: Encoded) -> bytes:
         return encoded.sse()
 
-    def reset_frame(self, message: bytes) -> bytes:
-        return sse_chunk(message, event="reset")
+    def control_frame(self, message: bytes, event: str) -> bytes:
+        return sse_chunk(message, event=event)
 
-    def close(self) -> None:
+    def close(self, code: int, reason: str) -> None:
+        """End the response: SSE has no close code, the control message before it says why."""
         self.transport.close()
 
 

@@ -1,8 +1,9 @@
 """The SSE adapter: the fanout's Server-Sent Events port, a small HTTP/1.1 server for one kind of request.
 
 It reads a bounded request head in bounded time (:class:`~services.fanout.streams.HeadReader`),
-answers ``/healthz`` and every refusal in JSON, and streams each accepted reader through
-:class:`~services.fanout.readers.Readers` until it leaves.
+answers ``/healthz``, ``/readyz`` and every refusal in JSON (a private feed without a good reader token
+included), and streams each accepted reader through :class:`~services.fanout.readers.Readers`
+until it leaves. When the reader token of a stream expires, an ``event: reauth`` ends it.
 """
 
 from __future__ import annotations
@@ -16,13 +17,16 @@ from typing import Any
 import orjson
 
 from shared.errors import ApiError
+from shared.metrics import FANOUT_REFUSED
+from shared.reader_tokens import ReadAccess
 from shared.settings import FanoutSettings
 from shared.wire import reset_message
 
+from .health import Health
 from .hub import ResetNeeded, Subscriber
 from .readers import Readers
 from .sinks import SseSink
-from .streams import HeadReader, RequestHead, check_origin, parse_stream_request, refusal, sse_chunk
+from .streams import HeadReader, RequestHead, authorize, check_origin, parse_stream_request, refusal, sse_chunk
 
 __all__ = ["HEAD_TIMEOUT_S", "SSE_HEADERS", "serve"]
 
@@ -42,16 +46,17 @@ LINGER_BYTES = 65536
 with unread input sends a TCP reset, which can destroy the answer before the client reads it."""
 
 
-async def serve(readers: Readers, settings: FanoutSettings) -> asyncio.Server:
+async def serve(readers: Readers, access: ReadAccess, settings: FanoutSettings, health: Health) -> asyncio.Server:
     """Open the SSE port; it serves until the returned server is closed."""
-    handler = functools.partial(_connection, readers, settings)
+    handler = functools.partial(_connection, readers, access, settings, health)
     return await asyncio.start_server(
         handler, settings.fanout_host, settings.fanout_sse_port, limit=16384, backlog=1024
     )
 
 
 async def _connection(
-    readers: Readers, settings: FanoutSettings, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    readers: Readers, access: ReadAccess, settings: FanoutSettings, health: Health,
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
 ) -> None:
     """Serve one connection: a stream until the reader leaves, or one JSON answer; then close it."""
     sub: Subscriber | None = None
@@ -60,16 +65,18 @@ async def _connection(
         if head is None:
             return
         _check_head(head, settings.allowed_origins)
-        if head.target == "/healthz":
-            await _answer(reader, writer, 200, {"status": "ok"})
+        answer = health.answer(head.target)
+        if answer is not None:
+            await _answer(reader, writer, *answer)
             return
-        sub = _join(readers, head, SseSink(writer.transport, settings.fanout_queue_limit))
+        sub = _join(readers, access, head, SseSink(writer.transport, settings.fanout_queue_limit))
         if sub is None:
             return
         while await reader.read(1024):
             pass
     except ApiError as exc:
-        await _answer(reader, writer, exc.status, exc.body())
+        FANOUT_REFUSED.labels("sse", exc.code).inc()
+        await _answer(reader, writer, exc.status, exc.body(), exc.headers)
     except ConnectionError:
         pass
     finally:
@@ -85,15 +92,17 @@ def _check_head(head: RequestHead, allowed_origins: list[str]) -> None:
     check_origin(head.origins, allowed_origins)
 
 
-def _join(readers: Readers, head: RequestHead, sink: SseSink) -> Subscriber | None:
+def _join(readers: Readers, access: ReadAccess, head: RequestHead, sink: SseSink) -> Subscriber | None:
     """Start the stream ``head`` asks for; ``None`` if its cursor needs a reset (then sent, and the stream ends).
 
-    Raises an :class:`~shared.errors.ApiError` for a bad request or a full fanout.
+    Raises an :class:`~shared.errors.ApiError` for a bad request, a private feed without a
+    reader token that grants it, or a full fanout.
     """
     request = parse_stream_request(head.target, "events", head.headers.get("last-event-id"))
+    expires = authorize(access, request, head.authorizations)
     readers.check_room()
     try:
-        return readers.join(request, sink, _greeting, now=asyncio.get_running_loop().time())
+        return readers.join(request, sink, _greeting, now=asyncio.get_running_loop().time(), expires=expires)
     except ResetNeeded as exc:
         reset = reset_message(request.feed, exc.reason.value, None)
         sink.write(SSE_HEADERS + sse_chunk(reset, event="reset"))
@@ -129,15 +138,17 @@ async def _read_head(reader: asyncio.StreamReader) -> RequestHead | None:
 
 
 async def _answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, status: int,
-                  body: dict[str, Any]) -> None:
+                  body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
     """Send a final JSON answer, then half-close and drain (bounded) so the peer gets to read it.
 
-    The caller closes the connection afterwards.
+    ``headers`` are our own (``WWW-Authenticate``), never a value from the request. The caller
+    closes the connection afterwards.
     """
     payload = orjson.dumps(body)
+    extra = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
     writer.write(
         f"HTTP/1.1 {status} {http.HTTPStatus(status).phrase}\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n".encode() + payload
+        f"Content-Length: {len(payload)}\r\n{extra}Connection: close\r\n\r\n".encode() + payload
     )
     if writer.can_write_eof():
         writer.write_eof()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import parse_qs, urlsplit
 
 import h11
@@ -17,6 +17,7 @@ import h11
 from shared.cursor import Cursor, CursorError
 from shared.errors import ApiError
 from shared.models import valid_feed, valid_tag
+from shared.reader_tokens import TOKEN_FIELD, ReadAccess, bearer_token
 
 __all__ = [
     "MAX_HEAD_BYTES",
@@ -24,6 +25,7 @@ __all__ = [
     "HeadReader",
     "RequestHead",
     "StreamRequest",
+    "authorize",
     "check_origin",
     "parse_stream_request",
     "refusal",
@@ -63,10 +65,12 @@ class StreamRequest:
     feed: str
     since: Cursor | None
     tags: frozenset[str] | None
+    token: str | None = field(default=None, repr=False)
+    """The ``token`` query parameter (a reader token, for a private feed); never in a repr or a log."""
 
 
 def parse_stream_request(target: str, suffix: str, last_event_id: str | None = None) -> StreamRequest:
-    """Read ``/v1/feeds/{feed}/{suffix}?since=…&tags=a,b``; ``Last-Event-ID`` wins over ``since``.
+    """Read ``/v1/feeds/{feed}/{suffix}?since=…&tags=a,b&token=…``; ``Last-Event-ID`` wins over ``since``.
 
     Any target raises :class:`~shared.errors.ApiError` ``bad_stream_request`` (404 ``path``, else 400
     naming the field) or nothing.
@@ -95,18 +99,43 @@ def parse_stream_request(target: str, suffix: str, last_event_id: str | None = N
         if len(wanted) > MAX_FILTER_TAGS or not all(valid_tag(t) for t in wanted):
             raise _bad(400, "tags", f"tags is up to {MAX_FILTER_TAGS} comma-separated tag slugs")
         tags = frozenset(wanted) or None
-    return StreamRequest(feed, since, tags)
+    tokens = query.get(TOKEN_FIELD, [])
+    if len(tokens) > 1:
+        raise _bad(400, TOKEN_FIELD, "send one reader token")
+    return StreamRequest(feed, since, tags, tokens[0] if tokens else None)
+
+
+def authorize(
+    access: ReadAccess, request: StreamRequest, authorizations: Sequence[str], *, now: float | None = None
+) -> float | None:
+    """The expiry (Unix seconds) of the reader token that opens ``request``'s private feed; None for a public one.
+
+    The one check of both adapters, made on connect: the token is ``Authorization: Bearer`` (one
+    header, for non-browser clients) or the ``token`` query parameter (browsers cannot send headers
+    on a stream). Raises the refusal (401 ``reader_token_*``, 403 ``reader_token_wrong_feed``, 400 for
+    two Authorization headers). A public feed costs one set lookup: no header is read, no JWT decoded.
+    """
+    if request.feed not in access.private:
+        return None
+    if len(authorizations) > 1:
+        raise _bad(400, "Authorization", "send one Authorization header")
+    return access.check(request.feed, bearer_token(next(iter(authorizations), None), request.token), now=now)
 
 
 @dataclass(frozen=True, slots=True)
 class RequestHead:
-    """One HTTP request's method, target and headers (names lower-cased, the last repeat wins)."""
+    """One HTTP request's method, target and headers (names lower-cased, the last repeat wins).
+
+    ``Authorization`` is kept apart, in :attr:`authorizations`, so no repr of ``headers`` shows a token.
+    """
 
     method: str
     target: str
     headers: Mapping[str, str]
     origins: tuple[str, ...] = ()
     """Every ``Origin`` header, in order (``headers`` keeps only the last)."""
+    authorizations: tuple[str, ...] = field(default=(), repr=False)
+    """Every ``Authorization`` header, in order; never in a repr or a log."""
 
 
 class HeadReader:
@@ -135,9 +164,14 @@ class HeadReader:
         except h11.RemoteProtocolError as exc:
             raise _head_error(exc) from None
         if isinstance(event, h11.Request):
-            headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in event.headers}
+            headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in event.headers
+                       if name != b"authorization"}
             origins = tuple(value.decode("latin-1") for name, value in event.headers if name == b"origin")
-            return RequestHead(event.method.decode("ascii"), event.target.decode("ascii"), headers, origins)
+            authorizations = tuple(
+                value.decode("latin-1") for name, value in event.headers if name == b"authorization"
+            )
+            return RequestHead(event.method.decode("ascii"), event.target.decode("ascii"), headers, origins,
+                               authorizations)
         if self.room <= 0:
             if not self._line_seen:
                 raise _bad(414, "request-line", "the request line is too long")

@@ -1,8 +1,14 @@
 """The WebSocket adapter: the fanout's WebSocket port, from the handshake checks to one reader's stream.
 
-The websockets library speaks the protocol. This module answers ``/healthz``, refuses a bad or
-unwelcome request before the upgrade with a JSON body naming the field, and streams each
-accepted reader through :class:`~services.fanout.readers.Readers` until it leaves.
+The websockets library speaks the protocol. This module answers ``/healthz`` and ``/readyz``
+(:mod:`.health`), refuses a bad or unwelcome request before the upgrade with a JSON body naming
+the field (a private feed without a good reader token included), and streams each accepted
+reader through :class:`~services.fanout.readers.Readers` until it leaves. Reader tokens are kept
+out of websockets' own log lines (:class:`RedactTokens`).
+
+Close codes a reader may see besides the standard ones: 4000 (``reset``: reload history, then
+resume) and 4401 with reason ``reader_token_expired`` (the reader token ran out mid-stream, after
+a ``reauth`` message: get a new token, then resume from the last cursor).
 """
 
 from __future__ import annotations
@@ -10,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import http
+import logging
+import re
 from typing import Any
 
 import orjson
@@ -21,24 +29,46 @@ from websockets.http11 import Request, Response
 from websockets.typing import Origin
 
 from shared.errors import ApiError
+from shared.metrics import FANOUT_REFUSED
+from shared.reader_tokens import ReadAccess
 from shared.settings import FanoutSettings
-from shared.wire import reset_message
+from shared.wire import reauth_message, reset_message
 
+from .health import Health
 from .hub import ResetNeeded
 from .readers import Readers
-from .sinks import RESET_CLOSE_CODE, WsSink
-from .streams import StreamRequest, check_origin, parse_stream_request, refusal, ws_text_frame
+from .sinks import REAUTH_CLOSE_CODE, REAUTH_CLOSE_REASON, RESET_CLOSE_CODE, WsSink
+from .streams import StreamRequest, authorize, check_origin, parse_stream_request, refusal, ws_text_frame
 
-__all__ = ["serve"]
+__all__ = ["RedactTokens", "serve"]
+
+_SECRETS = re.compile(r"(?i)(\btoken=|\bbearer\s+)[^\s&]+")
 
 
-async def serve(readers: Readers, settings: FanoutSettings) -> Server:
+class RedactTokens(logging.Filter):
+    """Keeps reader tokens out of websockets' log lines: at debug level it logs every request line
+    and header, ``?token=`` and ``Authorization: Bearer`` included."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = _SECRETS.sub(r"\1[redacted]", message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return True
+
+
+_LOGGER = logging.getLogger("websockets.server")
+_LOGGER.addFilter(RedactTokens())
+
+
+async def serve(readers: Readers, access: ReadAccess, settings: FanoutSettings, health: Health) -> Server:
     """Open the WebSocket port; it serves until the returned server is closed."""
     return await ws_server.serve(
-        functools.partial(_stream, readers, settings.fanout_queue_limit),
+        functools.partial(_stream, readers, access, settings.fanout_queue_limit),
         settings.fanout_host,
         settings.fanout_port,
-        process_request=functools.partial(_check, readers, settings.allowed_origins),
+        process_request=functools.partial(_check, readers, access, health, settings.allowed_origins),
+        logger=_LOGGER,
         origins=[*(Origin(o) for o in settings.allowed_origins), None],
         compression=None,
         max_size=4096,
@@ -50,34 +80,51 @@ async def serve(readers: Readers, settings: FanoutSettings) -> Server:
     )
 
 
-def _check(readers: Readers, allowed_origins: list[str], conn: ServerConnection, request: Request) -> Response | None:
+def _check(
+    readers: Readers, access: ReadAccess, health: Health, allowed_origins: list[str], conn: ServerConnection,
+    request: Request,
+) -> Response | None:
     """Refuse a bad stream request before the upgrade, with a JSON body naming the field.
 
     The Origin and Upgrade checks are made here too, so their refusals are JSON like every
     other (websockets' own, kept as a second line, answer in plain text). It keeps nothing:
     :func:`_stream` reads the request again from ``conn``.
     """
-    if request.path == "/healthz":
-        return _json_response(200, {"status": "ok", "readers": readers.count})
+    answer = health.answer(request.path)
+    if answer is not None:
+        return _json_response(*answer)
     try:
-        parse_stream_request(request.path, "stream")
+        stream = parse_stream_request(request.path, "stream")
         check_origin(request.headers.get_all("Origin"), allowed_origins)
         if "websocket" not in request.headers.get("Upgrade", "").lower():
             raise refusal(426, "upgrade_required", "Upgrade", "This is a WebSocket endpoint: send Upgrade: websocket.")
+        authorize(access, stream, request.headers.get_all("Authorization"))
         readers.check_room()
     except ApiError as exc:
-        return _json_response(exc.status, exc.body())
+        FANOUT_REFUSED.labels("ws", exc.code).inc()
+        return _json_response(exc.status, exc.body(), exc.headers)
     return None
 
 
-async def _stream(readers: Readers, limit: int, conn: ServerConnection) -> None:
-    """Stream to one upgraded reader until it leaves."""
+async def _stream(readers: Readers, access: ReadAccess, limit: int, conn: ServerConnection) -> None:
+    """Stream to one upgraded reader until it leaves (or its reader token expires).
+
+    The token passed :func:`_check` a moment ago; it is checked again for its expiry, so one that
+    ran out in between is closed like any expired stream.
+    """
     request = _accepted_stream(conn)
-    if request is None:
+    if request is None or conn.request is None:
         await conn.close(1011, "not ready")
         return
     try:
-        sub = readers.join(request, WsSink(conn, limit), ws_text_frame, now=asyncio.get_running_loop().time())
+        expires = authorize(access, request, conn.request.headers.get_all("Authorization"))
+    except ApiError:
+        await conn.send(reauth_message(request.feed, REAUTH_CLOSE_REASON).decode())
+        await conn.close(REAUTH_CLOSE_CODE, REAUTH_CLOSE_REASON)
+        return
+    try:
+        sub = readers.join(request, WsSink(conn, limit), ws_text_frame, now=asyncio.get_running_loop().time(),
+                           expires=expires)
     except ResetNeeded as exc:
         await conn.send(reset_message(request.feed, exc.reason.value, None).decode())
         await conn.close(RESET_CLOSE_CODE, "reset: reload history")
@@ -101,10 +148,10 @@ def _accepted_stream(conn: ServerConnection) -> StreamRequest | None:
         return None
 
 
-def _json_response(status: int, body: dict[str, Any]) -> Response:
+def _json_response(status: int, body: dict[str, Any], extra: dict[str, str] | None = None) -> Response:
     payload = orjson.dumps(body)
     headers = Headers([("Content-Type", "application/json"), ("Content-Length", str(len(payload))),
-                       ("Connection", "close")])
+                       ("Connection", "close"), *(extra or {}).items()])
     if status == 426:
         headers["Upgrade"] = "websocket"
     return Response(status, http.HTTPStatus(status).phrase, headers, payload)

@@ -15,7 +15,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.protocol import State
 
 from services.fanout.hub import Subscriber
-from services.fanout.sinks import RESET_CLOSE_CODE, SseSink, WsSink, deliver_coalesced
+from services.fanout.sinks import REAUTH_CLOSE_CODE, RESET_CLOSE_CODE, SseSink, WsSink, deliver_coalesced
 from services.fanout.streams import Encoded
 from shared.cursor import Cursor
 
@@ -265,3 +265,22 @@ async def test_a_websocket_reset_sends_the_message_then_closes_with_the_reset_co
             break
         await asyncio.sleep(0)
     assert connection.closed_with is not None and connection.closed_with[0] == RESET_CLOSE_CODE == 4000
+
+
+def test_an_sse_reauth_sends_a_reauth_event_then_ends_the_stream() -> None:
+    sse, transport = sse_reader()
+    sse.sink.reauth(b'{"type":"reauth"}')
+    assert transport.writes == [b'event: reauth\ndata: {"type":"reauth"}\n\n']
+    assert transport.closed
+
+
+async def test_a_websocket_reauth_sends_the_message_then_closes_with_4401() -> None:
+    ws, transport = ws_reader()
+    ws.sink.reauth(b'{"type":"reauth"}')
+    assert transport.writes == [b"\x81\x11" + b'{"type":"reauth"}']
+    connection = cast(Connection, cast(WsSink, ws.sink).conn)
+    for _ in range(10):
+        if connection.closed_with is not None:
+            break
+        await asyncio.sleep(0)
+    assert connection.closed_with == (REAUTH_CLOSE_CODE, "reader_token_expired") == (4401, "reader_token_expired")

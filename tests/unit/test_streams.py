@@ -9,12 +9,14 @@ from urllib.parse import urlencode
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
+from pydantic import SecretStr
 
 from services.fanout.streams import (
     MAX_HEAD_BYTES,
     HeadReader,
     RequestHead,
     StreamRequest,
+    authorize,
     check_origin,
     parse_stream_request,
     sse_chunk,
@@ -22,9 +24,11 @@ from services.fanout.streams import (
 )
 from shared.cursor import Cursor
 from shared.errors import ApiError
+from shared.models import FeedSet
+from shared.reader_tokens import ReadAccess, ReaderTokens
 
 SLUG = re.compile(r"[a-z0-9][a-z0-9-]*")
-REFUSALS = {(404, "path"), (400, "path"), (400, "feed"), (400, "since"), (400, "tags")}
+REFUSALS = {(404, "path"), (400, "path"), (400, "feed"), (400, "since"), (400, "tags"), (400, "token")}
 
 feeds = st.from_regex(r"[a-z0-9][a-z0-9-]{0,62}", fullmatch=True)
 tags = st.from_regex(r"[a-z0-9][a-z0-9-]{0,39}", fullmatch=True)
@@ -188,3 +192,62 @@ def test_sse_chunk() -> None:
     assert sse_chunk(b"{}", event_id="e.0.5") == b"id: e.0.5\ndata: {}\n\n"
     assert sse_chunk(b"{}", event="hello") == b"event: hello\ndata: {}\n\n"
     assert sse_chunk(b"{}", "e.0.5", "reset") == b"id: e.0.5\nevent: reset\ndata: {}\n\n"
+
+
+# Reader tokens: parsed from the query, checked by one function for both adapters
+
+ACCESS = ReadAccess(FeedSet(["private-*"]), ReaderTokens(SecretStr("k" * 32)))
+NOW = 1_800_000_000.0
+
+
+def _token(feed: str, ttl_s: int = 60) -> str:
+    assert ACCESS.tokens is not None
+    return ACCESS.tokens.mint(feed, ttl_s, now=NOW)[0]
+
+
+def test_the_token_query_parameter_is_read_and_never_shown() -> None:
+    request = parse_stream_request("/v1/feeds/private-a/stream?since=e.0.1&token=abc.def.ghi", "stream")
+    assert request.token == "abc.def.ghi"
+    assert "abc.def.ghi" not in repr(request)
+    with pytest.raises(ApiError) as caught:
+        parse_stream_request("/v1/feeds/private-a/stream?token=a&token=b", "stream")
+    assert (caught.value.status, caught.value.fields[0]["field"]) == (400, "token")
+
+
+def test_a_public_stream_needs_no_token_and_reads_no_header() -> None:
+    request = parse_stream_request("/v1/feeds/news/stream?token=garbage", "stream")
+    assert authorize(ACCESS, request, ["Bearer x", "Bearer y"], now=NOW) is None
+
+
+@pytest.mark.parametrize("where", ["query", "header"])
+def test_a_private_stream_opens_with_its_token_in_the_query_or_the_header(where: str) -> None:
+    token = _token("private-a")
+    target = "/v1/feeds/private-a/events" + (f"?token={token}" if where == "query" else "")
+    headers = [f"Bearer {token}"] if where == "header" else []
+    assert authorize(ACCESS, parse_stream_request(target, "events"), headers, now=NOW) == NOW + 60
+
+
+@pytest.mark.parametrize(
+    ("query", "headers", "status", "code"),
+    [
+        ("", [], 401, "reader_token_required"),
+        ("?token=not-a-jwt", [], 401, "reader_token_invalid"),
+        (f"?token={_token('private-a', 10)}", [], 401, "reader_token_expired"),
+        (f"?token={_token('private-b')}", [], 403, "reader_token_wrong_feed"),
+        ("", [f"Bearer {_token('private-a')}", f"Bearer {_token('private-a')}"], 400, "bad_stream_request"),
+    ],
+)
+def test_a_private_stream_is_refused_without_a_token_that_grants_it(
+    query: str, headers: list[str], status: int, code: str
+) -> None:
+    request = parse_stream_request(f"/v1/feeds/private-a/stream{query}", "stream")
+    with pytest.raises(ApiError) as caught:
+        authorize(ACCESS, request, headers, now=NOW + 30)
+    assert (caught.value.status, caught.value.code) == (status, code)
+
+
+def test_authorization_headers_are_kept_apart_from_the_others() -> None:
+    head = _read(b"GET /v1/feeds/a/events HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer s3cret\r\n"
+                 b"authorization: Bearer other\r\n\r\n")
+    assert head is not None and head.authorizations == ("Bearer s3cret", "Bearer other")
+    assert "authorization" not in head.headers and "s3cret" not in repr(head)

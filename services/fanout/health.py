@@ -1,0 +1,40 @@
+"""What the fanout's ``/healthz`` and ``/readyz`` answer, the same on its WebSocket and SSE ports.
+
+``/healthz``: the process serves (200, with the readers connected now). ``/readyz``: it can do
+its work, that is the pump has caught up and Kafka still answers its fetches (200), else 503
+with Retry-After; the body is the pump's :meth:`~services.fanout.pump.Pump.readiness`. No I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["RETRY_AFTER_S", "Health"]
+
+RETRY_AFTER_S = 2
+
+Answer = tuple[int, dict[str, Any], dict[str, str]]
+"""A status, a JSON body and extra headers."""
+
+
+class Health:
+    """Answers the health paths; adapters ask :meth:`answer` first and stream only when it says ``None``."""
+
+    __slots__ = ("_readers", "_readiness")
+
+    def __init__(self, readers: Callable[[], int], readiness: Callable[[], dict[str, Any]]) -> None:
+        self._readers = readers
+        self._readiness = readiness
+
+    def answer(self, target: str) -> Answer | None:
+        """The answer to a request for ``target`` if it is a health path, else ``None``."""
+        path = target.split("?", 1)[0]
+        if path == "/healthz":
+            return 200, {"status": "ok", "readers": self._readers()}, {}
+        if path == "/readyz":
+            body = {**self._readiness(), "readers": self._readers()}
+            if body["status"] == "ready":
+                return 200, body, {"Cache-Control": "no-cache"}
+            return 503, body, {"Retry-After": str(RETRY_AFTER_S)}
+        return None
