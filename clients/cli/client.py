@@ -1,14 +1,18 @@
 """The livefeed HTTP API as the CLI uses it: retries that are safe, errors that say what to do.
 
 Every write carries an Idempotency-Key, generated once per command (or given by the caller),
-so a retry after a timeout or a 503 can never publish twice.
+so a retry after a timeout or a 503 can never publish twice. Every read carries the reader
+token, if one was given (a private feed needs it), as ``Authorization: Bearer``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import uuid
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,11 +20,12 @@ import orjson
 
 from .errors import CliError, ExitCode
 
-__all__ = ["Client", "check_url"]
+__all__ = ["READER_TOKEN_HINT", "Client", "ReaderTokenSource", "check_url"]
 
 RETRY_STATUSES = {429, 502, 503, 504}
 RETRY_CODES = {"idempotency_key_in_use", "item_busy"}
 MAX_RETRY_WAIT_S = 5.0
+READER_TOKEN_HINT = "Check --reader-token, LIVEFEED_READER_TOKEN or LIVEFEED_READER_TOKEN_FILE."
 
 
 def check_url(url: str) -> str:
@@ -58,9 +63,13 @@ def _failure(response: httpx.Response) -> CliError:
     status = response.status_code
     body = _error_body(response)
     message = _describe(body, status)
+    if str(body.get("error", "")).startswith("reader_token_"):
+        return CliError(ExitCode.auth, f"the feed refused the reader token: {message} {READER_TOKEN_HINT}")
     if status == 401:
         return CliError(ExitCode.auth, f"the gateway refused the newsroom token: {message} "
                         "Check --token or LIVEFEED_TOKEN.")
+    if status == 403:
+        return CliError(ExitCode.auth, f"the newsroom credential may not do this: {message}")
     if status in (404, 410):
         return CliError(ExitCode.not_found, message)
     if status in (409, 412):
@@ -79,12 +88,43 @@ def _retry_after(response: httpx.Response | None, attempt: int) -> float:
     return float(min(MAX_RETRY_WAIT_S, 0.25 * 2**attempt) * (0.5 + random.random() / 2))
 
 
+class ReaderTokenSource:
+    """A private feed's reader token: ``--reader-token``, else ``LIVEFEED_READER_TOKEN``, else the file
+    ``LIVEFEED_READER_TOKEN_FILE`` names, read again on every :meth:`read` so a renewed file is picked up."""
+
+    def __init__(self, token: str | None = None, path: str | None = None) -> None:
+        self._token = token or None
+        self._path = path or None
+
+    @classmethod
+    def from_args(cls, token: str | None, environ: Mapping[str, str] = os.environ) -> ReaderTokenSource:
+        return cls(token or environ.get("LIVEFEED_READER_TOKEN"), environ.get("LIVEFEED_READER_TOKEN_FILE"))
+
+    @property
+    def renewable(self) -> bool:
+        """Whether :meth:`read` may give a new token later (it comes from a file)."""
+        return self._token is None and self._path is not None
+
+    def read(self) -> str | None:
+        if self._token is not None or self._path is None:
+            return self._token
+        try:
+            return Path(self._path).read_text().strip() or None
+        except OSError as exc:
+            raise CliError(ExitCode.usage, f"cannot read LIVEFEED_READER_TOKEN_FILE {self._path}: "
+                           f"{exc.strerror or type(exc).__name__}") from None
+
+
 class Client:
     """An HTTP client on the gateway that retries what is safe to retry."""
 
-    def __init__(self, base_url: str, token: str | None, *, timeout: float, retries: int) -> None:
+    def __init__(
+        self, base_url: str, token: str | None, *, timeout: float, retries: int,
+        reader_token: ReaderTokenSource | None = None,
+    ) -> None:
         self.base_url = base_url
         self.token = token
+        self.reader_token = reader_token or ReaderTokenSource()
         self.retries = retries
         self.http = httpx.AsyncClient(
             base_url=base_url, timeout=timeout, headers={"User-Agent": "livefeed-cli/1", "Accept": "application/json"}
@@ -97,7 +137,10 @@ class Client:
         await self.http.aclose()
 
     async def get(self, path: str, params: dict[str, str | int] | None = None) -> dict[str, Any]:
-        return await self._send("GET", path, params=params)
+        """A read; with the reader token, if there is one (public feeds ignore it)."""
+        token = self.reader_token.read()
+        headers = {"Authorization": f"Bearer {token}"} if token else None
+        return await self._send("GET", path, params=params, headers=headers)
 
     async def write(
         self, method: str, path: str, body: dict[str, Any] | None = None, *,

@@ -26,7 +26,7 @@ EXIT_CODES_HELP = """exit codes:
   0    success
   1    unexpected failure (e.g. `bench` without the livefeed-bench command)
   2    usage error: bad arguments, or a --url that is not an http(s) URL
-  3    no newsroom token, or the gateway refused it (401)
+  3    no newsroom token, the gateway refused it (401), or its credential may not do this (403)
   4    the gateway could not be reached (connection refused, DNS, timeout)
   5    no such item, or it was retracted (404, 410)
   6    conflict: the item moved on (If-Match, 412) or is busy (409)

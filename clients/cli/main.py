@@ -18,7 +18,8 @@ from urllib.parse import quote
 
 from shared.models import valid_feed, valid_item_id
 
-from .client import Client, check_url
+from . import credentials
+from .client import Client, ReaderTokenSource, check_url
 from .errors import EXIT_CODES_HELP, CliError, ExitCode
 from .output import Printer
 from .tail import Tail
@@ -30,8 +31,15 @@ BENCH = "livefeed-bench"
 
 ENVIRONMENT_HELP = """environment:
   LIVEFEED_URL     the gateway's base URL (default http://127.0.0.1:8080)
-  LIVEFEED_TOKEN   the newsroom token for post, edit and retract (safer than --token,
-                   which other users of the machine can see in the process list)"""
+  LIVEFEED_TOKEN   the newsroom token for post, edit, retract and reader-token (safer than
+                   --token, which other users of the machine can see in the process list)
+  LIVEFEED_TOKEN_FILE
+                   a file holding the newsroom token (a Docker or Kubernetes secret)
+  LIVEFEED_CREDENTIALS_FILE
+                   the credentials file that `credentials` edits (on the ingest machine)
+  LIVEFEED_READER_TOKEN, LIVEFEED_READER_TOKEN_FILE
+                   a private feed's reader token for history and tail (safer than
+                   --reader-token); the file is read again when the token expires"""
 
 EXAMPLES = """examples:
   livefeed post --feed ukraine --breaking "Explosions heard in Kyiv" --body "..." --tag kyiv
@@ -39,6 +47,8 @@ EXAMPLES = """examples:
   livefeed retract --feed ukraine 01m8cng7dqz8mzsg2ge1ydk21g
   livefeed history --feed ukraine --limit 5
   livefeed tail --feed ukraine --tags kyiv,odesa
+  livefeed credentials add ana --role editor --feeds ukraine,world
+  livefeed reader-token --feed wire-afp --ttl 3600
   livefeed bench --help"""
 
 
@@ -135,6 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument("--before", metavar="CURSOR", help="page back: the cursor the previous page printed")
     history.add_argument("--tag", help="only items with this tag")
     history.add_argument("--key-events", action="store_true", help="only key events, however far back")
+    history.add_argument("--reader-token", help="a private feed's reader token (env LIVEFEED_READER_TOKEN[_FILE])")
 
     command("feeds", "list the feeds, most recently changed first")
 
@@ -143,6 +154,14 @@ def build_parser() -> argparse.ArgumentParser:
     tail.add_argument("--since", metavar="CURSOR", help="resume after this cursor (default: from now)")
     tail.add_argument("--tags", metavar="A,B", help="only events of items with one of these tags")
     tail.add_argument("--count", type=_positive, help="exit after printing this many events")
+    tail.add_argument("--reader-token", help="a private feed's reader token (env LIVEFEED_READER_TOKEN[_FILE])")
+
+    reader = command("reader-token", "mint a reader token for a private feed (needs an admin's feeds:manage)")
+    reader.add_argument("--feed", required=True, type=_feed)
+    reader.add_argument("--ttl", type=_positive, default=3600, metavar="SECONDS",
+                        help="how long it lasts (default %(default)s; the server caps it)")
+
+    credentials.add_parser(commands, EXIT_CODES_HELP)
 
     commands.add_parser("bench", help=f"run the benchmarks: the same as {BENCH} (every argument goes to it)",
                         add_help=False)
@@ -269,15 +288,43 @@ async def _tail(client: Client, printer: Printer, args: argparse.Namespace) -> i
         raise
 
 
+async def _reader_token(client: Client, printer: Printer, args: argparse.Namespace) -> int:
+    answer = await client.write("POST", f"/v1/feeds/{quote(args.feed)}/reader-tokens", {"ttl_s": args.ttl})
+    if printer.json_lines:
+        printer.json(answer)
+        return ExitCode.ok
+    printer.line(str(answer.get("token")))
+    printer.note(f"reader token for {answer.get('feed')}, valid until {answer.get('expires_at')}")
+    return ExitCode.ok
+
+
 COMMANDS: dict[str, Callable[[Client, Printer, argparse.Namespace], Any]] = {
     "post": _post, "edit": _edit, "retract": _retract, "history": _history, "feeds": _feeds, "tail": _tail,
+    "reader-token": _reader_token,
 }
+
+
+def _newsroom_token(args: argparse.Namespace) -> str | None:
+    """--token, else LIVEFEED_TOKEN, else the content of the file LIVEFEED_TOKEN_FILE names."""
+    token = args.token or os.environ.get("LIVEFEED_TOKEN")
+    if token:
+        return str(token)
+    path = os.environ.get("LIVEFEED_TOKEN_FILE")
+    if not path:
+        return None
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read().strip() or None
+    except OSError as exc:
+        raise CliError(ExitCode.usage, f"LIVEFEED_TOKEN_FILE: cannot read {path} ({exc.strerror})") from None
 
 
 async def _run(args: argparse.Namespace, printer: Printer) -> int:
     url = check_url(args.url)
-    token = args.token or os.environ.get("LIVEFEED_TOKEN") or None
-    async with Client(url, token, timeout=args.timeout, retries=max(0, args.retries)) as client:
+    token = _newsroom_token(args)
+    reader_token = ReaderTokenSource.from_args(getattr(args, "reader_token", None))
+    async with Client(url, token, timeout=args.timeout, retries=max(0, args.retries),
+                      reader_token=reader_token) as client:
         result: int = await COMMANDS[args.command](client, printer, args)
         return result
 
@@ -320,7 +367,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(args_list)
     printer = Printer(json_lines=args.json)
     try:
-        code = asyncio.run(_run(args, printer))
+        code = credentials.run(args, printer) if args.command == "credentials" else asyncio.run(_run(args, printer))
     except CliError as exc:
         printer.note(exc.message)
         code = exc.code

@@ -71,7 +71,7 @@ class Printer:
         return " ".join(marks) + " " if marks else ""
 
     def item(self, item: dict[str, Any], kind: str | None = None) -> None:
-        """An item as one headline line plus an indented body and tags line."""
+        """An item as a headline line and an indented line: body, tags, who posted it and who updated it."""
         lead = f"{kind:<9} " if kind else ""
         headline = self._style(_clean(item.get("headline", "")), "1")
         self.line(f"{_when(item.get('published_at'))}  {lead}{item.get('id')}  v{item.get('version')}  "
@@ -81,8 +81,11 @@ class Printer:
             details.append(_one_line(str(item["body"]), BODY_PREVIEW))
         if item.get("tags"):
             details.append(" ".join(f"#{_clean(t)}" for t in item["tags"]))
+        if item.get("created_by"):
+            details.append(f"posted by {_clean(item['created_by'])}")
         if int(item.get("version", 1)) > 1:
-            details.append(f"(updated {_when(item.get('updated_at'))})")
+            by = f" by {_clean(item['updated_by'])}" if item.get("updated_by") else ""
+            details.append(f"(updated {_when(item.get('updated_at'))}{by})")
         if details:
             self.line("    " + "  ".join(details))
 

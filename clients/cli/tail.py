@@ -5,6 +5,10 @@ The tail keeps the cursor of the last event it printed and reconnects with ``sin
 continue from that cursor it sends ``reset`` and closes with 4000: the tail then reloads the
 snapshot, prints the items it has not seen at their current version, and resumes from the
 snapshot's cursor. Items are printed only at a version newer than the one already printed.
+
+A private feed's stream is opened with the reader token (``Authorization: Bearer``). When it
+expires the server sends ``reauth`` and closes with 4401: the tail resumes from its cursor if
+``LIVEFEED_READER_TOKEN_FILE`` holds a new token by then, and otherwise exits (code 3).
 """
 
 from __future__ import annotations
@@ -19,13 +23,14 @@ import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
-from .client import Client
+from .client import READER_TOKEN_HINT, Client
 from .errors import CliError, ExitCode
 from .output import Printer
 
 __all__ = ["Tail"]
 
 RESET_CLOSE_CODE = 4000
+REAUTH_CLOSE_CODE = 4401
 BASE_DELAY_S = 0.5
 MAX_DELAY_S = 15.0
 SILENCE_S = 90.0
@@ -37,6 +42,10 @@ class _Reset(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class _Reauth(Exception):
+    """The reader token expired mid-stream (``reauth``, close 4401)."""
 
 
 class _Done(Exception):
@@ -59,6 +68,7 @@ class Tail:
         self.printed = 0
         self.connected = False
         self.seen: OrderedDict[str, int] = OrderedDict()
+        self.token_used: str | None = None
 
     def url(self) -> str:
         base = self.client.base_url
@@ -82,8 +92,21 @@ class Tail:
                     await self._reload_or_wait(attempt)
                     attempt += 1
                     continue
+                except _Reauth:
+                    renewed = self.client.reader_token.read() if self.client.reader_token.renewable else None
+                    if renewed is None or renewed == self.token_used:
+                        raise CliError(ExitCode.auth, "the reader token expired; get a new one and resume with: "
+                                       f"livefeed tail --feed {self.feed} --since {self.cursor}. "
+                                       f"{READER_TOKEN_HINT}") from None
+                    self.printer.note(f"the reader token expired; resuming from cursor {self.cursor} "
+                                      "with the renewed one")
+                    continue
                 except InvalidStatus as exc:
                     status = exc.response.status_code
+                    if status in (401, 403):
+                        detail = (exc.response.body or b"").decode(errors="replace").strip() or "no details"
+                        raise CliError(ExitCode.auth, f"the stream refused the reader token (HTTP {status}): "
+                                       f"{detail} {READER_TOKEN_HINT}") from None
                     if 400 <= status < 500:
                         detail = (exc.response.body or b"").decode(errors="replace").strip() or "no details"
                         raise CliError(ExitCode.refused,
@@ -108,9 +131,11 @@ class Tail:
         return float(min(MAX_DELAY_S, BASE_DELAY_S * 2**attempt) * (0.5 + random.random() / 2))
 
     async def _follow(self) -> None:
+        self.token_used = self.client.reader_token.read()
+        headers = {"Authorization": f"Bearer {self.token_used}"} if self.token_used else None
         async with connect(
             self.url(), open_timeout=10, ping_interval=20, ping_timeout=20, close_timeout=2,
-            max_size=2**20, user_agent_header="livefeed-cli/1",
+            max_size=2**20, user_agent_header="livefeed-cli/1", additional_headers=headers,
         ) as ws:
             await self._read(ws)
 
@@ -122,6 +147,8 @@ class Tail:
             except TimeoutError:
                 raise TimeoutError(f"no message for {SILENCE_S:.0f}s") from None
             except ConnectionClosed as exc:
+                if exc.rcvd is not None and exc.rcvd.code == REAUTH_CLOSE_CODE:
+                    raise _Reauth from None
                 if reset is not None or (exc.rcvd is not None and exc.rcvd.code == RESET_CLOSE_CODE):
                     raise _Reset(reset or "reset") from None
                 raise
