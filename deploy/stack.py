@@ -30,8 +30,9 @@ from string import Template
 
 from deploy.gateway import gateway_values
 from deploy.supervisor import Supervisor
+from shared import credentials as creds
 
-__all__ = ["KAFKA_VERSION", "REDIS_PERSISTENCE", "Stack", "Topology", "main", "supervise"]
+__all__ = ["KAFKA_VERSION", "REDIS_PERSISTENCE", "NamedToken", "Stack", "Topology", "main", "supervise"]
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -40,6 +41,7 @@ CACHE = Path(os.environ.get("LIVEFEED_CACHE", Path.home() / ".cache" / "livefeed
 SERVICES = ("ingest", "history", "fanout")
 START_ORDER = ("redis", "kafka", *SERVICES, "gateway")
 DEMO_TOKEN = "demo-newsroom-token"
+DEMO_NAME = "demo"
 REDIS_PERSISTENCE = ("--appendonly", "yes", "--appendfsync", "everysec", "--save", "")
 """Redis keeps idempotency keys (and history) across a restart in its append-only file, synced
 every second: a killed redis-server loses no acknowledged write, a lost machine at most the
@@ -79,13 +81,30 @@ class Topology:
         return f"http://{self.host}:{self.gateway}"
 
 
+@dataclass(frozen=True)
+class NamedToken:
+    """A newsroom credential the stack writes into its credentials file, with its token in clear (tests, demo)."""
+
+    name: str
+    role: str
+    token: str
+    feeds: tuple[str, ...] = ("*",)
+
+
 @dataclass
 class Stack:
-    """The processes of one stack, their logs under ``run_dir``, and how to stop them."""
+    """The processes of one stack, their logs under ``run_dir``, and how to stop them.
+
+    ``token`` is the admin credential "demo" of the credentials file the stack writes into
+    ``run_dir`` (with ``credentials`` beside it), unless ``credentials_file`` names a file of
+    the deployment's own, which is used as it is.
+    """
 
     topology: Topology = field(default_factory=Topology)
     run_dir: Path = ROOT / ".run"
-    token: str = DEMO_TOKEN
+    token: str | None = DEMO_TOKEN
+    credentials: tuple[NamedToken, ...] = ()
+    credentials_file: Path | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
     quiet: bool = False
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
@@ -103,7 +122,7 @@ class Stack:
         env = {
             "LIVEFEED_KAFKA_BOOTSTRAP": f"{t.host}:{t.kafka}",
             "LIVEFEED_REDIS_URL": f"redis://{t.host}:{t.redis}/0",
-            "LIVEFEED_NEWSROOM_TOKENS": self.token,
+            "LIVEFEED_CREDENTIALS_FILE": str(self.credentials_path),
             "LIVEFEED_INGEST_HOST": t.host,
             "LIVEFEED_INGEST_PORT": str(t.ingest),
             "LIVEFEED_HISTORY_HOST": t.host,
@@ -120,10 +139,30 @@ class Stack:
         env.update(self.extra_env)
         return env
 
+    @property
+    def credentials_path(self) -> Path:
+        return self.credentials_file or self.run_dir / "credentials.json"
+
+    def write_credentials(self) -> None:
+        """Put the stack's own credentials (the demo admin and ``credentials``) into its credentials file.
+
+        Credentials added meanwhile under other names (``livefeed credentials add``) are kept.
+        A deployment's own ``credentials_file`` is never written.
+        """
+        if self.credentials_file is not None:
+            return
+        ours = [NamedToken(DEMO_NAME, "admin", self.token)] if self.token else []
+        ours += self.credentials
+        names = {t.name for t in ours}
+        path = self.credentials_path
+        kept = [c for c in creds.load(path) if c.name not in names] if path.exists() else []
+        creds.save(path, [*kept, *(creds.make(t.name, t.role, t.feeds, t.token) for t in ours)])
+
     # -- lifecycle --------------------------------------------------------------------------
     def start(self) -> None:
         """Start everything, in dependency order, each one up before the next."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.write_credentials()
         self.start_redis()
         self.start_kafka()
         for name in SERVICES:
@@ -421,10 +460,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run-dir", type=Path, default=ROOT / ".run", help="logs and data (default: .run/)")
     parser.add_argument("--port-shift", type=int, default=0, help="add this to every default port")
     args = parser.parse_args(argv)
+    own_file = os.environ.get("LIVEFEED_CREDENTIALS_FILE")
     stack = Stack(
         topology=Topology.shifted(args.port_shift),
         run_dir=args.run_dir.resolve(),
-        token=os.environ.get("LIVEFEED_NEWSROOM_TOKENS", DEMO_TOKEN).split(",")[0],
+        token=os.environ.get("LIVEFEED_TOKEN") or (None if own_file else DEMO_TOKEN),
+        credentials_file=Path(own_file).resolve() if own_file else None,
     )
     stack.run_dir.mkdir(parents=True, exist_ok=True)
     lock = open(stack.run_dir / "stack.lock", "a+")  # noqa: SIM115 - held for the life of the stack
@@ -450,7 +491,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     try:
         stack.start()
-        if not args.no_demo:
+        if not args.no_demo and stack.token:
             stack.log(f"posted {post_demo_items(stack)} demo items")
         url = stack.topology.base_url
         print(
@@ -461,8 +502,9 @@ livefeed is up ({time.monotonic() - started:.1f}s). Logs: {stack.run_dir / 'logs
   History API     {url}/api/history/docs
   Ingest API      {url}/api/ingest/docs
   Stream          ws://{stack.topology.host}:{stack.topology.gateway}/v1/feeds/world/stream
-  Newsroom token  {stack.token}
-Try: curl -X POST {url}/v1/feeds/world/items -H 'Authorization: Bearer {stack.token}' \\
+  Newsroom token  {stack.token or '(from ' + str(stack.credentials_path) + ')'}
+  Credentials     {stack.credentials_path} (livefeed credentials add NAME --role editor --file ...)
+Try: curl -X POST {url}/v1/feeds/world/items -H 'Authorization: Bearer {stack.token or "<token>"}' \\
        -H 'Content-Type: application/json' -d '{{"headline": "Hello", "urgency": "breaking"}}'
 A process that exits is started again (pids in {stack.run_dir / 'pids'}). Press Ctrl-C to stop.""",
             flush=True,

@@ -19,9 +19,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from deploy.stack import Stack, Topology
+from deploy.stack import DEMO_NAME, NamedToken, Stack, Topology
 
 TEST_TOKEN = "test-newsroom-token"
+"""The stack's admin credential, named "demo" (as deploy/stack.py names its token's credential)."""
+ADMIN_NAME = DEMO_NAME
+REPORTER = NamedToken("test-reporter", "reporter", "test-reporter-token-5f1c2a9d", ("t-*",))
+"""A reporter limited to the feeds of the ``feed`` fixture (``t-…``): ``o-…`` feeds are outside its list."""
+EDITOR = NamedToken("test-editor", "editor", "test-editor-token-8b3e7c01")
+TEST_CREDENTIALS = (REPORTER, EDITOR)
 PRIVATE_FEEDS = "private-*"
 """Feeds the test stack treats as private: a test takes ``private-<uuid>`` to get one."""
 READER_TOKEN_KEY = "test-reader-token-key-0123456789abcdef"
@@ -47,6 +53,7 @@ def stack() -> Iterator[Stack]:
         topology=Topology.shifted(int(os.environ.get("LIVEFEED_TEST_PORT_SHIFT", "10000"))),
         run_dir=run_dir,
         token=TEST_TOKEN,
+        credentials=TEST_CREDENTIALS,
         quiet=True,
         extra_env={
             "LIVEFEED_HEARTBEAT_S": "5",
@@ -102,6 +109,21 @@ def feed() -> str:
 @pytest.fixture
 def auth() -> dict[str, str]:
     return {"Authorization": f"Bearer {TEST_TOKEN}"}
+
+
+def bearer(token: str) -> dict[str, str]:
+    """The Authorization header for ``token``."""
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def reporter_auth() -> dict[str, str]:
+    return bearer(REPORTER.token)
+
+
+@pytest.fixture
+def editor_auth() -> dict[str, str]:
+    return bearer(EDITOR.token)
 
 
 @pytest.fixture

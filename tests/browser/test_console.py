@@ -6,7 +6,7 @@ import httpx
 import pytest
 from playwright.async_api import BrowserContext, Page, expect
 
-from tests.conftest import TEST_TOKEN
+from tests.conftest import EDITOR, REPORTER, TEST_TOKEN, bearer
 
 from .conftest import PageProblems, article, open_reader, post
 
@@ -107,3 +107,26 @@ async def test_the_console_refuses_a_wrong_token_and_checks_fields(page: Page, f
     await page.click("#signout")
     await expect(page.locator("#signin-panel")).to_be_visible()
     assert await page.evaluate("() => sessionStorage.getItem('livefeed.newsroom.token')") is None
+
+
+async def test_the_console_shows_who_posted_and_changed_each_item_and_what_a_role_may_not_do(
+    page: Page, base_url: str, feed: str
+) -> None:
+    async with httpx.AsyncClient(base_url=base_url, headers=bearer(EDITOR.token), timeout=15) as editor:
+        await sign_in(page, feed, token=REPORTER.token)
+        await expect(page.locator("#desk")).to_be_visible()
+        await page.fill("#f-headline", "Sirens in the city centre")
+        await page.click("#submit")
+        await expect(page.locator("#form-status")).to_contain_text("Published")
+        listed = page.locator("#feed > article", has_text="Sirens in the city centre")
+        await expect(listed.locator(".item-who")).to_have_text(f"Posted by {REPORTER.name}")
+
+        item_id = (await listed.get_attribute("data-id")) or ""
+        corrected = await editor.patch(f"/v1/feeds/{feed}/items/{item_id}", json={"body": "Confirmed by police."})
+        assert corrected.status_code == 200, corrected.text
+        await expect(article(page, item_id).locator(".item-who")).to_have_text(
+            f"Posted by {REPORTER.name} · last change by {EDITOR.name}")
+
+        await article(page, item_id).get_by_role("button", name="Pin").click()
+        await expect(page.locator("#form-error")).to_contain_text("needs items:pin")
+        await expect(page.locator("#desk")).to_be_visible()

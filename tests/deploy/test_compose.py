@@ -26,7 +26,7 @@ import sys
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
@@ -40,7 +40,7 @@ from shared.settings import CommonSettings
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = "docker-compose.yml"
 DOCKER_COMPOSE = shutil.which("docker-compose") or "/usr/bin/docker-compose"
-TOKEN_ENV = {"LIVEFEED_NEWSROOM_TOKENS": "compose-test-token"}
+CREDENTIALS_ENV = {"LIVEFEED_CREDENTIALS_DIR": "/srv/livefeed/credentials"}
 
 UPSTREAM_PORTS = {
     "LIVEFEED_INGEST_UPSTREAM": "LIVEFEED_INGEST_PORT",
@@ -447,6 +447,42 @@ def check_gateway(project: Project) -> list[str]:
     return problems
 
 
+def healthcheck_path(service: dict[str, Any]) -> str | None:
+    test = (service.get("healthcheck") or {}).get("test") or []
+    text = test if isinstance(test, str) else " ".join(str(part) for part in test)
+    match = re.search(r"://[^/:\s'\"]+:\d+(/[^\s'\"?]*)", text)
+    return match.group(1) if match else None
+
+
+def check_observability(project: Project) -> list[str]:
+    """Health checks ask /readyz on a service port, and no gateway upstream is a metrics port.
+
+    (check_settings and check_ports already make every metrics port set, exposed and on 0.0.0.0.)
+
+    /healthz says only that the process answers: a service waiting for Kafka or rebuilding from it
+    would be "healthy", and the gateway would start in front of it. Metrics stay inside the network.
+    """
+    problems = []
+    metrics_ports: dict[str, str] = {}
+    for name, service in project.ours().items():
+        env = environment(service)
+        path = healthcheck_path(service)
+        if path != "/readyz":
+            problems.append(f"{name}: healthcheck asks {path}, not /readyz")
+        for key, value in env.items():
+            if key.endswith("_METRICS_PORT") and value:
+                metrics_ports[f"{name}:{value}"] = key
+                if str(healthcheck_port(service)) == value:
+                    problems.append(f"{name}: healthcheck on its metrics port {value}")
+    template = stack_template()
+    for name, service in project.services.items():
+        if _mounts(service, project.root, template):
+            for key, value in environment(service).items():
+                if value in metrics_ports:
+                    problems.append(f"{name}: {key}={value} sends public traffic to {metrics_ports[value]}")
+    return problems
+
+
 def check_redis(project: Project) -> list[str]:
     """Redis persists as the local runner's does (deploy.stack.REDIS_PERSISTENCE), into a named volume.
 
@@ -514,16 +550,55 @@ def _dockerfile_copies(text: str) -> tuple[list[str], list[str]]:
     return copied, users
 
 
+def _mount_targets(service: dict[str, Any]) -> list[tuple[str, str]]:
+    """(source, target) of each of a service's volumes, its source as written (``${VAR:?…}`` kept)."""
+    mounts = []
+    for volume in service.get("volumes") or []:
+        if isinstance(volume, dict):
+            mounts.append((str(volume.get("source", "")), str(volume.get("target", ""))))
+            continue
+        parts = str(volume).rsplit(":", 2)
+        if parts[-1] in ("ro", "rw") and len(parts) == 3:
+            parts = parts[:-1]
+        source, _, target = ":".join(parts).rpartition(":")
+        mounts.append((source, target))
+    return mounts
+
+
+def check_credentials(project: Project) -> list[str]:
+    """Ingest gets its credentials file, inside a mounted folder that the operator must name.
+
+    A folder, not the file: ``livefeed credentials add`` renames a new file over the old one, which
+    a single-file bind mount never shows to the container, so ingest would keep the old credentials.
+    """
+    problems = []
+    for name, service in project.ours().items():
+        path = environment(service).get("LIVEFEED_CREDENTIALS_FILE")
+        if path is None:
+            if command(service)[:1] == ["livefeed-ingest"]:
+                problems.append(f"{name}: LIVEFEED_CREDENTIALS_FILE is not set, and ingest refuses to start without it")
+            continue
+        folder = str(PurePosixPath(path).parent)
+        sources = [source for source, target in _mount_targets(service) if target.rstrip("/") == folder]
+        if not sources:
+            problems.append(f"{name}: LIVEFEED_CREDENTIALS_FILE={path} is not in a mounted folder")
+        elif not all(re.fullmatch(r"\$\{LIVEFEED_\w+:\?[^}]+\}", source) for source in sources):
+            problems.append(f"{name}: the credentials folder {sources} is not a required variable (${{NAME:?message}})")
+    return problems
+
+
 CHECKS: dict[str, Callable[[Project], list[str]]] = {
     "commands": check_commands,
     "settings": check_settings,
     "ports": check_ports,
     "dependencies": check_dependencies,
     "scaling": check_scaling,
+    "credentials": check_credentials,
     "image": check_image,
     "package_data": check_package_data,
     "gateway": check_gateway,
     "redis": check_redis,
+    "observability": check_observability,
 }
 
 
@@ -539,14 +614,14 @@ def compose_config(root: Path, env: dict[str, str]) -> subprocess.CompletedProce
 
 
 def test_compose_file_is_valid() -> None:
-    result = compose_config(ROOT, TOKEN_ENV)
+    result = compose_config(ROOT, CREDENTIALS_ENV)
     assert result.returncode == 0, result.stderr
 
 
-def test_compose_refuses_to_start_without_a_newsroom_token() -> None:
+def test_compose_refuses_to_start_without_the_credentials_folder() -> None:
     result = compose_config(ROOT, {})
     assert result.returncode != 0
-    assert "LIVEFEED_NEWSROOM_TOKENS" in result.stderr
+    assert "LIVEFEED_CREDENTIALS_DIR" in result.stderr
 
 
 @pytest.mark.parametrize("check", CHECKS)
@@ -587,6 +662,17 @@ def _env(data: dict[str, Any], service: str) -> dict[str, Any]:
 
 
 BROKEN: list[tuple[str, str, Callable[[Project], object], str]] = [
+    ("credentials", "ingest without its credentials file",
+     lambda p: _edit_compose(p, lambda d: _env(d, "ingest").pop("LIVEFEED_CREDENTIALS_FILE")),
+     "ingest: LIVEFEED_CREDENTIALS_FILE is not set"),
+    ("credentials", "the credentials file mounted as a file",
+     lambda p: _edit_compose(p, lambda d: d["services"]["ingest"].update(
+         volumes=["${LIVEFEED_CREDENTIALS_DIR:?x}/credentials.json:/run/livefeed/credentials/credentials.json"])),
+     "is not in a mounted folder"),
+    ("credentials", "a credentials folder nobody has to name",
+     lambda p: _edit_compose(p, lambda d: d["services"]["ingest"].update(
+         volumes=["./credentials:/run/livefeed/credentials"])),
+     "is not a required variable"),
     ("commands", "unknown script",
      lambda p: _edit_compose(p, lambda d: d["services"]["fanout"].update(command=["livefeed-fanin"])),
      "fanout: command ['livefeed-fanin']"),
@@ -597,8 +683,8 @@ BROKEN: list[tuple[str, str, Callable[[Project], object], str]] = [
      lambda p: _edit_compose(p, lambda d: _env(d, "fanout").update(LIVEFEED_FANOUT_BUFFERS="10")),
      "fanout: LIVEFEED_FANOUT_BUFFERS is not a setting"),
     ("settings", "another service's setting",
-     lambda p: _edit_compose(p, lambda d: _env(d, "history").update(LIVEFEED_NEWSROOM_TOKENS="t")),
-     "history: LIVEFEED_NEWSROOM_TOKENS is not a setting"),
+     lambda p: _edit_compose(p, lambda d: _env(d, "history").update(LIVEFEED_CREDENTIALS_FILE="/c.json")),
+     "history: LIVEFEED_CREDENTIALS_FILE is not a setting"),
     ("settings", "listening on loopback",
      lambda p: _edit_compose(p, lambda d: _env(d, "ingest").update(LIVEFEED_INGEST_HOST="127.0.0.1")),
      "ingest: LIVEFEED_INGEST_HOST must be 0.0.0.0"),
@@ -616,7 +702,7 @@ BROKEN: list[tuple[str, str, Callable[[Project], object], str]] = [
      lambda p: _edit_compose(p, lambda d: d["services"]["fanout"].update(expose=["8003"])),
      "fanout: expose ['8003'] differs"),
     ("ports", "healthcheck on the wrong port",
-     lambda p: _edit_text(p, COMPOSE, "127.0.0.1:8001/healthz", "127.0.0.1:8002/healthz"),
+     lambda p: _edit_text(p, COMPOSE, "127.0.0.1:8001/readyz", "127.0.0.1:8002/readyz"),
      "ingest: healthcheck port 8002"),
     ("ports", "upstream to the wrong port",
      lambda p: _edit_compose(p, lambda d: _env(d, "gateway").update(LIVEFEED_SSE_UPSTREAM="fanout:8003")),
@@ -672,6 +758,21 @@ BROKEN: list[tuple[str, str, Callable[[Project], object], str]] = [
     ("gateway", "filter that catches nginx variables",
      lambda p: _edit_compose(p, lambda d: _env(d, "gateway").update(NGINX_ENVSUBST_FILTER=".")),
      "would substitute $http_host"),
+    ("observability", "liveness instead of readiness",
+     lambda p: _edit_text(p, COMPOSE, "127.0.0.1:8002/readyz", "127.0.0.1:8002/healthz"),
+     "history: healthcheck asks /healthz, not /readyz"),
+    ("observability", "metrics behind the gateway",
+     lambda p: _edit_compose(p, lambda d: _env(d, "gateway").update(LIVEFEED_HISTORY_UPSTREAM="history:9102")),
+     "LIVEFEED_HISTORY_UPSTREAM=history:9102 sends public traffic to LIVEFEED_HISTORY_METRICS_PORT"),
+    ("observability", "healthcheck on the metrics port",
+     lambda p: _edit_text(p, COMPOSE, "127.0.0.1:8003/readyz", "127.0.0.1:9103/readyz"),
+     "fanout: healthcheck on its metrics port 9103"),
+    ("ports", "metrics port not exposed",
+     lambda p: _edit_compose(p, lambda d: d["services"]["ingest"].update(expose=["8001"])),
+     "ingest: expose ['8001'] differs"),
+    ("settings", "metrics on loopback",
+     lambda p: _edit_compose(p, lambda d: _env(d, "fanout").update(LIVEFEED_METRICS_HOST="127.0.0.1")),
+     "fanout: LIVEFEED_METRICS_HOST must be 0.0.0.0"),
     ("redis", "no append-only file",
      lambda p: _edit_compose(p, lambda d: d["services"]["redis"].update(
          command=["redis-server", "--appendonly", "no", "--save", ""])),
@@ -694,6 +795,6 @@ def test_each_check_catches_a_broken_copy(
 
 def test_compose_config_catches_a_broken_copy(copy_project: Project) -> None:
     _edit_compose(copy_project, lambda d: d["services"]["kafka"].update(healthcheck={"test": 1, "interval": "soon"}))
-    result = compose_config(copy_project.root, TOKEN_ENV)
+    result = compose_config(copy_project.root, CREDENTIALS_ENV)
     assert result.returncode != 0
     assert "healthcheck" in result.stderr

@@ -101,7 +101,7 @@ def runner(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runner]:
             [sys.executable, "-m", "deploy.stack", "up", "--no-demo", "--port-shift", str(SHIFT),
              "--run-dir", str(run_dir)],
             cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-            env={**os.environ, "LIVEFEED_NEWSROOM_TOKENS": TOKEN},
+            env={**os.environ, "LIVEFEED_TOKEN": TOKEN},
         )
     runner = Runner(proc, run_dir, stdout, Topology.shifted(SHIFT))
     try:

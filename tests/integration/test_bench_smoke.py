@@ -19,6 +19,7 @@ def test_a_short_benchmark_connects_readers_counts_deliveries_and_writes_results
     stack: Stack, tmp_path: Path
 ) -> None:
     out = tmp_path / "bench"
+    assert stack.token is not None
     code = main([
         "--url", stack.topology.base_url,
         "--token", stack.token,
