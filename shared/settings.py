@@ -120,9 +120,13 @@ class IngestSettings(CommonSettings):
 
     ingest_host: str = Field("127.0.0.1", description="Address ingest listens on.")
     ingest_port: int = Field(8001, description="Port ingest listens on.")
-    newsroom_tokens: Annotated[list[SecretStr], NoDecode] = Field(
-        default_factory=list,
-        description="Comma-separated bearer tokens allowed to write. Empty: every write is refused.",
+    credentials_file: Path | None = Field(
+        None,
+        description="The newsroom credentials file (`livefeed credentials add` writes it); ingest refuses to "
+        "start without one. Re-read when it changes.",
+    )
+    reader_token_max_ttl_s: int = Field(
+        86_400, ge=60, description="Longest lifetime, in seconds, of a reader token minted by ingest."
     )
     kafka_timeout_s: float = Field(
         5.0, gt=0, le=10, description="Seconds a write waits for Kafka's acknowledgement before a 503."
@@ -130,11 +134,9 @@ class IngestSettings(CommonSettings):
     max_feeds: int = Field(
         1_000, ge=1, description="Feeds that may exist at once; a post to a new feed past it is refused."
     )
-    write_rate_per_s: float = Field(200.0, gt=0, description="Sustained writes per second per token.")
-    write_burst: int = Field(400, ge=1, description="Writes a token may burst above the rate.")
+    write_rate_per_s: float = Field(200.0, gt=0, description="Sustained writes per second per credential.")
+    write_burst: int = Field(400, ge=1, description="Writes a credential may burst above the rate.")
     ingest_metrics_port: int = Field(9101, description="Prometheus metrics port of ingest.")
-
-    _split_tokens = field_validator("newsroom_tokens", mode="before")(_split_list)
 
 
 class HistorySettings(CommonSettings):
