@@ -83,7 +83,7 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
     app.include_router(ready_router)
 
     @app.post("/v1/tokens/check", status_code=204, summary="Check a newsroom token", tags=["tokens"],
-              dependencies=BEARER, responses=error_responses(401, 429))
+              dependencies=BEARER, responses=error_responses(401, 429, 503))
     async def check_token(caller: Writer) -> Response:
         """204 if the bearer token may write, 401 if not: lets a tool sign in without writing."""
         return Response(status_code=204)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import math
 import os
 import time
 from collections import OrderedDict
@@ -43,13 +44,18 @@ class Credentials:
 
     RELOAD_EVERY_S = 1.0
     OK_TTL_S = 60.0
-    """A checked token is trusted this long without argon2; a reload drops the entries of changed credentials."""
+    """A checked token is trusted this long after its last use without argon2; a reload drops the
+    entries of changed credentials at once, so a writer in use never waits behind anyone's checks."""
     BAD_TTL_S = 10.0
     CACHE_SIZE = 4096
     CONCURRENCY = 2
     """argon2 checks at once (each about 0.1 s of a core and 64 MiB): the rest of ingest keeps a core."""
     MAX_WAITING = 64
     """Checks that may queue for a slot; more get a 503 at once rather than a growing queue."""
+    CHECKS_PER_S = 1.0
+    CHECK_BURST = 10
+    """argon2 checks one client address may cause: a flood of made-up tokens from one address gets
+    429s instead of the slots every newsroom tool needs when its token is first seen."""
 
     def __init__(self, path: Path, credentials: Iterable[Credential], signature: tuple[int, int, int], *,
                  clock: Callable[[], float] = time.monotonic, verifier: Verifier = creds.verify) -> None:
@@ -65,6 +71,7 @@ class Credentials:
         self._slots = asyncio.Semaphore(self.CONCURRENCY)
         self._waiting = 0
         self._checking: dict[bytes, asyncio.Future[Credential | None]] = {}
+        self._check_budget = RateLimiter(self.CHECKS_PER_S, self.CHECK_BURST)
         self._use(list(credentials))
 
     @classmethod
@@ -104,10 +111,11 @@ class Credentials:
         self._use(loaded)
         log.info("credentials reloaded", extra={"path": str(self.path), "credentials": len(loaded)})
 
-    async def identify(self, authorization: str | None) -> Principal | None:
+    async def identify(self, authorization: str | None, client: str = "") -> Principal | None:
         """Who the ``Authorization: Bearer …`` header is, or None for a missing or unknown token.
 
-        Raises a 503 :class:`ApiError` when too many unknown tokens are already waiting for argon2.
+        Raises a 429 :class:`ApiError` when ``client`` (its address) has caused too many argon2
+        checks lately, and a 503 when too many are already waiting.
         """
         token = _bearer(authorization)
         if token is None:
@@ -117,12 +125,20 @@ class Credentials:
         now = self._clock()
         hit = self._ok.get(key)
         if hit is not None and hit[1] > now:
+            self._ok[key] = (hit[0], now + self.OK_TTL_S)
             return _principal(hit[0])
         if self._bad.get(key, 0.0) > now:
             return None
         candidates = self._by_prefix.get(token[: creds.PREFIX_CHARS], [])
         if not candidates or len(token) < creds.MIN_TOKEN_CHARS:
             return None
+        if key not in self._checking:
+            wait = self._check_budget.allow(client, now)
+            if wait > 0:
+                raise ApiError(429, "auth_rate_limited",
+                               f"Too many token checks from this address; retry in {wait:.0f}s.",
+                               fields=[{"field": "Authorization", "message": "not checked: too many checks"}],
+                               headers={"Retry-After": str(math.ceil(wait))})
         matched = await self._verify_once(key, candidates, token)
         now = self._clock()
         if matched is None or matched not in self._known:
@@ -177,16 +193,23 @@ class Credentials:
 
 
 class RateLimiter:
-    """A token bucket per caller: ``rate`` writes a second on average, ``burst`` at once."""
+    """A token bucket per caller: ``rate`` writes a second on average, ``burst`` at once.
 
-    def __init__(self, rate: float, burst: int) -> None:
+    At most ``max_callers`` buckets are kept: past that, the full ones (callers idle long enough
+    to have refilled, so forgetting them changes nothing) are dropped, then all if none is full.
+    """
+
+    def __init__(self, rate: float, burst: int, max_callers: int = 100_000) -> None:
         self.rate = rate
         self.burst = burst
+        self.max_callers = max_callers
         self._buckets: dict[str, tuple[float, float]] = {}
 
     def allow(self, caller: str, now: float | None = None) -> float:
         """0 if the write may go now, else the seconds to wait before trying again."""
         now = time.monotonic() if now is None else now
+        if caller not in self._buckets and len(self._buckets) >= self.max_callers:
+            self._forget_full(now)
         tokens, last = self._buckets.get(caller, (float(self.burst), now))
         tokens = min(float(self.burst), tokens + (now - last) * self.rate)
         if tokens >= 1.0:
@@ -194,6 +217,12 @@ class RateLimiter:
             return 0.0
         self._buckets[caller] = (tokens, now)
         return (1.0 - tokens) / self.rate
+
+    def _forget_full(self, now: float) -> None:
+        self._buckets = {c: (t, last) for c, (t, last) in self._buckets.items()
+                         if t + (now - last) * self.rate < self.burst}
+        if len(self._buckets) >= self.max_callers:
+            self._buckets.clear()
 
 
 def _bearer(authorization: str | None) -> str | None:

@@ -25,7 +25,8 @@ IngestDep = Annotated[IngestContext, Depends(_ingest)]
 
 async def _writer(request: Request, ingest: IngestDep) -> Principal:
     """The named credential of the request's bearer token (401 without one), within its write rate (429)."""
-    principal = await ingest.credentials.identify(request.headers.get("authorization"))
+    client = request.client.host if request.client else ""
+    principal = await ingest.credentials.identify(request.headers.get("authorization"), client)
     if principal is None:
         raise ApiError(
             401,

@@ -26,7 +26,11 @@ class ReaderTokenRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    ttl_s: int = Field(ge=MIN_TTL_S, le=366 * 86_400, examples=[3600])
+    ttl_s: int = Field(
+        ge=MIN_TTL_S, le=366 * 86_400, examples=[3600],
+        description="Seconds the token lives; this deployment's LIVEFEED_READER_TOKEN_MAX_TTL_S "
+        "(default 86400) is the real bound, and more is a 422 naming ttl_s.",
+    )
 
 
 class ReaderTokenAnswer(BaseModel):

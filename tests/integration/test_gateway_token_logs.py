@@ -38,11 +38,12 @@ async def logged_after(stack: Stack, paths: list[str]) -> str:
         return f.read().decode(errors="replace")
 
 
-async def test_a_token_in_a_stream_or_page_url_is_not_in_the_gateway_log(stack: Stack) -> None:
+async def test_a_token_in_a_read_stream_or_page_url_is_not_in_the_gateway_log(stack: Stack) -> None:
     secret = f"secret{uuid.uuid4().hex}"
     feed = f"private-{uuid.uuid4().hex[:12]}"
     paths = [f"/v1/feeds/{feed}/stream?token={secret}", f"/v1/feeds/{feed}/events?token={secret}",
-             f"/feeds/{feed}?token={secret}"]
+             f"/feeds/{feed}?token={secret}", f"/v1/feeds/{feed}/items?token={secret}",
+             f"/api/history/v1/feeds/{feed}/items?token={secret}"]
     assert secret not in await logged_after(stack, paths)
 
 

@@ -157,6 +157,33 @@ def test_a_burst_of_first_writes_with_one_token_waits_for_one_check(
     assert verifier.calls == 1
 
 
+def test_a_flood_of_made_up_tokens_from_one_address_gets_429s_without_argon2(
+    tmp_path: Path, records: dict[str, Credential], clock: Clock, verifier: CountingVerifier
+) -> None:
+    """Someone who knows a prefix cannot spend ingest's argon2 slots: only CHECK_BURST checks, then 429."""
+    registry = open_file(tmp_path / "c.json", [records["ana"], records["ben"]], clock, verifier)
+    refused = 0
+    for n in range(50):
+        try:
+            asyncio.run(registry.identify(f"Bearer {ANA[:12]}-flood-{n:06d}-abcdef", "203.0.113.9"))
+        except ApiError as exc:
+            assert (exc.status, exc.code, exc.headers) == (429, "auth_rate_limited", {"Retry-After": "1"})
+            refused += 1
+    assert verifier.calls == Credentials.CHECK_BURST and refused == 50 - Credentials.CHECK_BURST
+    assert asyncio.run(registry.identify(f"Bearer {BEN}", "198.51.100.7")) is not None
+
+
+def test_a_token_in_use_stays_trusted_without_argon2(
+    tmp_path: Path, records: dict[str, Credential], clock: Clock, verifier: CountingVerifier
+) -> None:
+    """Each use extends the minute, so a steady writer never has to queue behind a flood's checks."""
+    registry = open_file(tmp_path / "c.json", [records["ana"]], clock, verifier)
+    for _ in range(10):
+        assert identify(registry, f"Bearer {ANA}") == "ana"
+        clock.now += Credentials.OK_TTL_S - 1
+    assert verifier.calls == 1
+
+
 def test_a_repeated_wrong_token_with_a_known_prefix_is_checked_once(
     tmp_path: Path, records: dict[str, Credential], clock: Clock, verifier: CountingVerifier
 ) -> None:
@@ -196,7 +223,8 @@ def test_checks_past_the_queue_limit_are_refused_at_once(
 
     async def flood() -> list[object]:
         flood_size = Credentials.MAX_WAITING + 20
-        calls = [registry.identify(f"Bearer {ANA[:12]}-flood-{n:06d}-abcdef") for n in range(flood_size)]
+        calls = [registry.identify(f"Bearer {ANA[:12]}-flood-{n:06d}-abcdef", f"10.0.{n // 250}.{n % 250}")
+                 for n in range(flood_size)]
         return await asyncio.gather(*calls, return_exceptions=True)
 
     answers = asyncio.run(flood())
@@ -337,3 +365,14 @@ def test_without_a_time_given_it_uses_the_monotonic_clock() -> None:
     limiter = RateLimiter(rate=0.001, burst=1)
     assert limiter.allow("desk") == 0.0
     assert limiter.allow("desk") > 900.0
+
+
+def test_the_buckets_kept_are_bounded_and_only_full_ones_are_forgotten() -> None:
+    limiter = RateLimiter(rate=1.0, burst=2, max_callers=3)
+    assert limiter.allow("busy", now=0.0) == 0.0
+    limiter.allow("busy", now=0.0)
+    for caller in ("a", "b"):
+        limiter.allow(caller, now=0.0)
+    limiter.allow("newcomer", now=1.5)
+    assert limiter.allow("busy", now=1.5) == 0.0
+    assert limiter.allow("busy", now=1.5) > 0, "busy's bucket was kept: it had not refilled"
