@@ -133,6 +133,8 @@ def create_api(title: str, description: str, lifespan: Lifespan[FastAPI]) -> Fas
         docs_url=None,
         redoc_url=None,
         servers=[{"url": "/", "description": "the gateway"}],
+        # A redirect to the path without its slash would be built from the Host header.
+        redirect_slashes=False,
     )
     install_error_handlers(app)
     install_docs(app)
