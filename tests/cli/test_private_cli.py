@@ -81,22 +81,23 @@ async def test_tail_resumes_with_a_renewed_token_file_and_stops_on_an_expired_to
     api: httpx.AsyncClient, base_url: str, private_feed: str, tmp_path: Path
 ) -> None:
     token_file = tmp_path / "reader-token"
-    token_file.write_text(TOKENS.mint(private_feed, 5, now=time.time())[0])
+    # Each token must outlive the CLI's start (seconds on a loaded machine) and then expire.
+    token_file.write_text(TOKENS.mint(private_feed, 15, now=time.time())[0])
     async with tailing(base_url, "--feed", private_feed, "--count", "2",
                        LIVEFEED_READER_TOKEN_FILE=str(token_file)) as tail:
         await tail.note("following")
         first = (await api.post(f"/v1/feeds/{private_feed}/items", json={"headline": "Before expiry"})).json()
         assert (await tail.line())["item"]["id"] == first["item"]["id"]
         token_file.write_text(TOKENS.mint(private_feed, 600)[0])
-        await tail.note("renewed", timeout=20)
+        await tail.note("renewed", timeout=30)
         second = (await api.post(f"/v1/feeds/{private_feed}/items", json={"headline": "After renewal"})).json()
         assert (await tail.line())["item"]["id"] == second["item"]["id"]
         assert await asyncio.wait_for(tail.process.wait(), 10) == 0
 
     async with tailing(base_url, "--feed", private_feed,
-                       LIVEFEED_READER_TOKEN=TOKENS.mint(private_feed, 4, now=time.time())[0]) as tail:
+                       LIVEFEED_READER_TOKEN=TOKENS.mint(private_feed, 15, now=time.time())[0]) as tail:
         await tail.note("following")
-        assert await asyncio.wait_for(tail.process.wait(), 20) == 3
+        assert await asyncio.wait_for(tail.process.wait(), 30) == 3
         assert tail.process.stderr is not None
         said = (await tail.stderr()) + (await tail.process.stderr.read()).decode()
         assert "reader token expired" in said and "--since" in said

@@ -99,5 +99,5 @@ def test_a_mistyped_private_feed_stops_the_start(monkeypatch: pytest.MonkeyPatch
     """'Wire-*' would match no feed and leave the wire public: refused, not ignored."""
     monkeypatch.setenv("LIVEFEED_PRIVATE_FEEDS", "Wire-*,embargo")
     monkeypatch.setenv("LIVEFEED_READER_TOKEN_KEY", KEY.get_secret_value())
-    with pytest.raises(ValueError, match="LIVEFEED_PRIVATE_FEEDS: .*'Wire-\\*'"):
+    with pytest.raises(ValueError, match=r"LIVEFEED_PRIVATE_FEEDS: .*'Wire-\*'"):
         ReadAccess.from_settings(HistorySettings())
