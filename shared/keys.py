@@ -8,6 +8,7 @@ so a script and a method can never disagree on a name.
 pattern             type     what                                             written by
 =================== ======== ================================================ ==========
 item:{feed}:{id}    hash     an item's JSON, version, status, seq, cursor     history
+rev:{feed}:{id}     zset     an item's versions' JSON, scored by version      history
 list:{feed}         zset     live items, scored by publish offset             history
 tag:{feed}:{tag}    zset     live items with the tag                          history
 keyev:{feed}        zset     key events                                       history
@@ -20,6 +21,10 @@ meta:epoch          string   the topic epoch the data belongs to              hi
 idem:{scope}:{key}  hash     an Idempotency-Key's claim and answer            ingest
 lock:{feed}:{id}    string   a short lock while an item is edited             ingest
 =================== ======== ================================================ ==========
+
+An item's ``item:`` hash and its ``rev:`` versions live for the age limit after its last
+change, whatever the per-feed list retention: an item that has left ``list:`` can still be
+read, corrected or retracted. A retraction deletes ``rev:`` (retracted words are not kept).
 
 Every key starts with :data:`PREFIX`. ingest also writes history's item keys after a write
 (write-through); history rebuilds everything but ``idem:`` from Kafka.
@@ -35,6 +40,7 @@ PREFIX = "lf:"
 
 PATTERNS: dict[str, str] = {
     "item": "item:{feed}:{id}",
+    "rev": "rev:{feed}:{id}",
     "list": "list:{feed}",
     "tag": "tag:{feed}:{tag}",
     "keyev": "keyev:{feed}",

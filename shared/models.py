@@ -25,11 +25,14 @@ from pydantic import (
 )
 
 __all__ = [
+    "EXTERNAL_ID_PATTERN",
     "FEED_PATTERN",
     "FEED_SET_PATTERN",
     "ITEM_ID_PATTERN",
     "TAG_PATTERN",
+    "Correction",
     "FeedSet",
+    "Image",
     "Item",
     "ItemCreate",
     "ItemUpdate",
@@ -49,6 +52,8 @@ ITEM_ID_PATTERN = r"^[0-9a-z]{26}$"
 """An item id: a lowercase ULID (services/history/web/rules.js too)."""
 FEED_SET_PATTERN = r"^(\*|[a-z0-9][a-z0-9-]{0,62}\*?)$"
 """One entry of a set of feeds: ``*`` (every feed), a feed slug, or a slug prefix ending in ``*`` (``wire-*``)."""
+EXTERNAL_ID_PATTERN = r"^[\x20-\x7e]+$"
+"""A CMS's own id for an item (``external_id``): printable ASCII, at most :data:`MAX_EXTERNAL_ID` long."""
 _FEED_RE = re.compile(FEED_PATTERN)
 _FEED_SET_RE = re.compile(FEED_SET_PATTERN)
 _TAG_RE = re.compile(TAG_PATTERN)
@@ -57,6 +62,13 @@ _ITEM_ID_RE = re.compile(ITEM_ID_PATTERN)
 MAX_HEADLINE = 300
 MAX_BODY = 10_000
 MAX_TAGS = 20
+MAX_IMAGES = 4
+"""Images per item: a live update carries a picture or a few, not a gallery."""
+MAX_CORRECTION = 500
+IMAGE_URL_PATTERN = r"^https://[A-Za-z0-9.-]+(?::[0-9]{1,5})?(?:[/?#][!-~]*)?$"
+"""An image address: https only (no http:, data: or javascript:), a host, then printable ASCII without spaces."""
+_IMAGE_URL_RE = re.compile(IMAGE_URL_PATTERN)
+MAX_EXTERNAL_ID = 200
 
 
 def valid_feed(feed: str) -> bool:
@@ -113,6 +125,18 @@ def _http_url(value: str) -> str:
     return value
 
 
+def _image_url(value: str) -> str:
+    if _IMAGE_URL_RE.fullmatch(value) is None:
+        raise ValueError("must be an https:// URL (no http:, data: or javascript:)")
+    return value
+
+
+def _one_line(value: str) -> str:
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        raise ValueError("must be one line without control characters")
+    return value
+
+
 class Urgency(StrEnum):
     breaking = "breaking"
     normal = "normal"
@@ -137,8 +161,49 @@ Tag = Annotated[str, StringConstraints(pattern=TAG_PATTERN)]
 Tags = Annotated[list[Tag], Field(max_length=MAX_TAGS)]
 Url = Annotated[str, StringConstraints(max_length=2048), AfterValidator(_http_url),
                 Field(json_schema_extra={"pattern": "^https?://"})]
+ImageUrl = Annotated[str, StringConstraints(max_length=2048), AfterValidator(_image_url),
+                     Field(json_schema_extra={"pattern": IMAGE_URL_PATTERN})]
+_LINE = r"^[^\x00-\x1f\x7f]*$"
+"""One line of text without control characters: what ``_one_line`` lets through, for the schema."""
+_LINE_NOT_BLANK = r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$"
+Alt = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500), AfterValidator(_one_line),
+                Field(json_schema_extra={"pattern": _LINE_NOT_BLANK})]
+ImageText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=500), AfterValidator(_one_line),
+                      Field(json_schema_extra={"pattern": _LINE})]
+CorrectionNote = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_CORRECTION), AfterValidator(_one_line),
+    Field(json_schema_extra={"pattern": _LINE_NOT_BLANK}),
+]
+ExternalId = Annotated[str, StringConstraints(max_length=MAX_EXTERNAL_ID, pattern=EXTERNAL_ID_PATTERN)]
 Byline = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200), AfterValidator(_no_control_chars),
                    Field(json_schema_extra={"pattern": rf"^{_TEXT}$"})]
+
+
+class Image(BaseModel):
+    """A picture an item shows, by reference (no uploads): where it is, what it shows, whose it is, its size.
+
+    ``alt`` is required: every reader gets the picture's content. ``width`` and ``height`` (pixels)
+    let readers reserve its space before it loads; without them they reserve a 3:2 box.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: ImageUrl
+    alt: Alt
+    caption: ImageText | None = None
+    credit: ImageText | None = None
+    width: int | None = Field(None, ge=1, le=20_000)
+    height: int | None = Field(None, ge=1, le=20_000)
+
+
+Images = Annotated[list[Image], Field(max_length=MAX_IMAGES)]
+
+
+class Correction(BaseModel):
+    """The latest correction of an item: the newsroom's note to readers and when it was made."""
+
+    note: str
+    corrected_at: datetime
 
 
 class ItemCreate(BaseModel):
@@ -154,6 +219,9 @@ class ItemCreate(BaseModel):
     byline: Byline | None = None
     pinned: bool = False
     key_event: bool = False
+    images: Images = Field(default_factory=list)
+    external_id: ExternalId | None = None
+    """The CMS's id for the item: a second publish with it in the same feed makes no second item."""
 
 
 def _update_schema(schema: dict[str, Any]) -> None:
@@ -169,7 +237,7 @@ _REMOVABLE = frozenset({"url", "byline"})
 
 
 class ItemUpdate(BaseModel):
-    """An edit or correction: only the fields sent change."""
+    """An edit or correction: only the fields sent change; a ``correction`` note marks it a correction."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra=_update_schema)
 
@@ -181,8 +249,12 @@ class ItemUpdate(BaseModel):
     byline: Byline | None = None
     pinned: bool | None = None
     key_event: bool | None = None
+    images: Images | None = None
+    """The item's images from now on (``[]`` removes them all)."""
+    correction: CorrectionNote | None = None
+    """A note to readers that this edit corrects an error: readers see "Corrected HH:MM: <note>"."""
 
-    @field_validator("headline", "body", "tags", "urgency", "pinned", "key_event")
+    @field_validator("headline", "body", "tags", "urgency", "pinned", "key_event", "images", "correction")
     @classmethod
     def _not_removed(cls, value: object, info: ValidationInfo) -> object:
         """Only the url and the byline may be removed (sent as null); every item has the rest."""
@@ -212,12 +284,17 @@ class Item(BaseModel):
     byline: str | None = None
     pinned: bool = False
     key_event: bool = False
+    images: list[Image] = Field(default_factory=list)
+    correction: Correction | None = None
+    """The latest correction, kept through later edits (a plain edit is no correction)."""
     published_at: datetime
     updated_at: datetime
     created_by: str | None = None
     """The newsroom credential that published it (absent on items from before credentials had names)."""
     updated_by: str | None = None
     """The credential that made this version: the publisher, or whoever last edited, pinned or retracted it."""
+    external_id: str | None = None
+    """The CMS's id it was published with, if any (see :class:`ItemCreate`)."""
 
 
 class Tombstone(BaseModel):

@@ -30,9 +30,11 @@ from .cursor import Cursor
 from .settings import CommonSettings
 from .wire import Event, EventType
 
-__all__ = ["ItemStore", "StoreEmptied", "StoredItem", "make_redis"]
+__all__ = ["MAX_REVISIONS", "ItemStore", "StoreEmptied", "StoredItem", "make_redis"]
 
 MAX_KEY_EVENTS = 1_000
+MAX_REVISIONS = 100
+"""Versions kept per item (the newest): a correction trail long enough for any real item, bounded per key."""
 
 
 def make_redis(settings: CommonSettings) -> aioredis.Redis:
@@ -68,6 +70,7 @@ local max_keys = tonumber(ARGV[14])
 local pinned = ARGV[15] == '1'
 local op = ARGV[16]
 local op_ttl = tonumber(ARGV[17])
+local max_revs = tonumber(ARGV[18])
 
 if wm_key ~= '' then
   if redis.call('EXISTS', k_epoch()) == 0 then return -1 end
@@ -86,7 +89,16 @@ local ikey = k_item(feed, id)
 local list = k_list(feed)
 local keyev = k_keyev(feed)
 local pins = k_pinned(feed)
-local old = redis.call('HMGET', ikey, 'version', 'tags', 'seq')
+local old = redis.call('HMGET', ikey, 'version', 'tags', 'seq', 'status')
+local rkey = k_rev(feed, id)
+if status == 'retracted' then
+  redis.call('DEL', rkey)
+elseif old[4] ~= 'retracted' and redis.call('ZCOUNT', rkey, version, version) == 0 then
+  redis.call('ZADD', rkey, version, item_json)
+  redis.call('EXPIRE', rkey, ttl)
+  local r = redis.call('ZCARD', rkey)
+  if r > max_revs then redis.call('ZREMRANGEBYRANK', rkey, 0, r - max_revs - 1) end
+end
 local applied = 0
 if (not old[1]) or tonumber(old[1]) < version then
   applied = 1
@@ -135,13 +147,12 @@ if (not old[1]) or tonumber(old[1]) < version then
     for _, v in ipairs(redis.call('ZRANGE', list, 0, n - max_items - 1)) do
       local vkey = k_item(feed, v)
       redis.call('ZREM', list, v)
-      local vt = redis.call('HMGET', vkey, 'tags', 'key', 'pin')
-      if vt[1] then
-        for _, t in ipairs(cjson.decode(vt[1])) do
+      local vt = redis.call('HGET', vkey, 'tags')
+      if vt then
+        for _, t in ipairs(cjson.decode(vt)) do
           redis.call('ZREM', k_tag(feed, t), v)
         end
       end
-      if vt[2] ~= '1' and vt[3] ~= '1' then redis.call('DEL', vkey) end
     end
   end
   redis.call('ZADD', k_feeds(), now_ms, feed)
@@ -243,15 +254,29 @@ class ItemStore:
                 "1" if item.get("pinned") else "0",
                 event.op or "",
                 self.op_ttl_s,
+                MAX_REVISIONS,
             ]
         )
         return int(result)
 
     async def get(self, feed: str, item_id: str) -> StoredItem | None:
+        """The item's latest state, however far back in its feed (kept for the age limit), or None."""
         values: list[Any] = await self.redis.hmget(
             keys.key("item", feed=feed, id=item_id), ["item", "version", "status", "seq", "cursor"]
         )
         return _stored(values)
+
+    async def revisions(self, feed: str, item_id: str) -> tuple[str | None, list[bytes]]:
+        """The item's status (None if unknown) and its kept versions' JSON, oldest first, in one round trip.
+
+        A retracted item has no versions left (the retraction deleted them); the newest
+        :data:`MAX_REVISIONS` of a long-lived item are kept.
+        """
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hget(keys.key("item", feed=feed, id=item_id), "status")
+            pipe.zrange(keys.key("rev", feed=feed, id=item_id), 0, -1)
+            status, versions = await pipe.execute()
+        return (None if status is None else status.decode()), list(versions)
 
     async def page(
         self, feed: str, *, limit: int, before: int | None = None, tag: str | None = None,

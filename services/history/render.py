@@ -16,7 +16,7 @@ from urllib.parse import quote, urlsplit
 
 import orjson
 
-from shared.models import Item, Urgency
+from shared.models import Image, Item, Urgency
 
 __all__ = [
     "feed_title",
@@ -30,6 +30,7 @@ __all__ = [
     "render_index",
     "render_item",
     "render_reader",
+    "revisions_path",
     "script_json",
 ]
 
@@ -66,10 +67,12 @@ def iso(moment: datetime) -> str:
 
 
 def _clock(moment: datetime, now: datetime) -> str:
-    moment = moment.astimezone(UTC)
-    if moment.date() == now.astimezone(UTC).date():
+    """``14:05 UTC`` today, ``3 Mar, 14:05 UTC`` on an earlier day, with the year when it is another year."""
+    moment, today = moment.astimezone(UTC), now.astimezone(UTC)
+    if moment.date() == today.date():
         return f"{moment:%H:%M} UTC"
-    return f"{moment.day} {moment:%b}, {moment:%H:%M} UTC"
+    year = "" if moment.year == today.year else f" {moment.year}"
+    return f"{moment.day} {moment:%b}{year}, {moment:%H:%M} UTC"
 
 
 def _time_tag(instant: str, clock: str) -> str:
@@ -78,6 +81,18 @@ def _time_tag(instant: str, clock: str) -> str:
 
 def _time(moment: datetime, now: datetime) -> str:
     return _time_tag(iso(moment), _clock(moment, now))
+
+
+@dataclass(frozen=True)
+class _ImageParts:
+    """One picture as text; None leaves the size (a 3:2 box is reserved), the caption or the credit out."""
+
+    url: str
+    alt: str
+    width: int | str | None
+    height: int | str | None
+    caption: str | None
+    credit: str | None
 
 
 @dataclass(frozen=True)
@@ -101,11 +116,18 @@ class _ItemParts:
     source: tuple[str, str] | None
     tags: Sequence[str]
     updated: tuple[str, str] | None
+    images: Sequence[_ImageParts] = ()
+    correction: tuple[tuple[str, str], str] | None = None
+    """``((datetime attribute, shown text), note)`` of the latest correction."""
+    revisions: str | None = None
+    """The address of the item's earlier versions, once it has some."""
 
 
 _SKELETON = _ItemParts(
     id="", version="", breaking=True, pinned=True, key_event=True, published=("", ""), headline="",
     body="", byline="", source=("", ""), tags=("",), updated=("", ""),
+    images=(_ImageParts(url="", alt="", width="", height="", caption="", credit=""),),
+    correction=(("", ""), ""), revisions="",
 )
 """Every optional part present and every text empty: what ``web/render.js`` clones and fills."""
 
@@ -133,8 +155,13 @@ def _item_markup(parts: _ItemParts) -> str:
         "</div>",
         f'<h3 class="item-headline" id="{anchor}-h">{escape(parts.headline)}</h3>',
     ]
+    html.extend(_image_markup(image) for image in parts.images)
     if parts.body is not None:
         html.append(f'<p class="item-body">{escape(parts.body)}</p>')
+    if parts.correction is not None:
+        moment, note = parts.correction
+        html.append(f'<p class="item-correction">Corrected {_time_tag(*moment)}: '
+                    f'<span class="item-correction-note">{escape(note)}</span></p>')
     foot = []
     if parts.byline is not None:
         foot.append(f'<span class="item-byline">{escape(parts.byline)}</span>')
@@ -149,10 +176,45 @@ def _item_markup(parts: _ItemParts) -> str:
         foot.append(f'<ul class="item-tags" aria-label="Tags">{tags}</ul>')
     if parts.updated is not None:
         foot.append(f'<span class="item-updated">Updated {_time_tag(*parts.updated)} · v{escape(parts.version)}</span>')
+    if parts.revisions is not None:
+        foot.append(f'<a class="item-revisions" href="{escape(parts.revisions)}" rel="nofollow">Earlier versions</a>')
     if foot:
         html.append(f'<div class="item-foot">{"".join(foot)}</div>')
     html.append("</article>")
     return "".join(html)
+
+
+def _image_markup(image: _ImageParts) -> str:
+    """A lazily loaded picture whose box is reserved before it loads (its size, else a 3:2 box)."""
+    size = ""
+    if image.width is not None and image.height is not None:
+        size = f' width="{escape(str(image.width))}" height="{escape(str(image.height))}"'
+    sized = "item-image" if size else "item-image is-unsized"
+    text = []
+    if image.caption is not None:
+        text.append(f'<span class="item-image-caption">{escape(image.caption)}</span>')
+    if image.credit is not None:
+        text.append(f'<span class="item-image-credit">{escape(image.credit)}</span>')
+    caption = f"<figcaption>{''.join(text)}</figcaption>" if text else ""
+    return (f'<figure class="{sized}"><img src="{escape(image.url)}" alt="{escape(image.alt)}"{size}'
+            f' loading="lazy" decoding="async" referrerpolicy="no-referrer">{caption}</figure>')
+
+
+def _image_parts(image: Image) -> _ImageParts:
+    sized = image.width is not None and image.height is not None
+    return _ImageParts(url=image.url, alt=image.alt, width=image.width if sized else None,
+                       height=image.height if sized else None, caption=image.caption or None,
+                       credit=image.credit or None)
+
+
+def revisions_path(item: Item) -> str:
+    """Where the item's versions are read (history's revisions route)."""
+    return f"/v1/feeds/{quote(item.feed)}/items/{quote(item.id)}/revisions"
+
+
+def _shows_updated(item: Item) -> bool:
+    """A plain edit shows "Updated"; a version that is the latest correction shows only "Corrected"."""
+    return item.version > 1 and (item.correction is None or item.updated_at > item.correction.corrected_at)
 
 
 def render_item(item: Item, now: datetime) -> str:
@@ -171,7 +233,13 @@ def render_item(item: Item, now: datetime) -> str:
             byline=item.byline or None,
             source=(link, urlsplit(link).hostname or link) if link is not None else None,
             tags=item.tags,
-            updated=(iso(item.updated_at), _clock(item.updated_at, now)) if item.version > 1 else None,
+            updated=(iso(item.updated_at), _clock(item.updated_at, now)) if _shows_updated(item) else None,
+            images=[_image_parts(image) for image in item.images],
+            correction=(
+                ((iso(item.correction.corrected_at), _clock(item.correction.corrected_at, now)), item.correction.note)
+                if item.correction is not None else None
+            ),
+            revisions=revisions_path(item) if item.version > 1 else None,
         )
     )
 
@@ -214,6 +282,12 @@ def live_blog_json_ld(feed: str, page_url: str, items: Sequence[Item], key_event
                 "dateModified": iso(item.updated_at),
                 **({"author": {"@type": "Person", "name": item.byline}} if item.byline else {}),
                 **({"keywords": ", ".join(item.tags)} if item.tags else {}),
+                **({"image": [_image_object(image) for image in item.images]} if item.images else {}),
+                **({"correction": {
+                    "@type": "CorrectionComment",
+                    "text": item.correction.note,
+                    "datePublished": iso(item.correction.corrected_at),
+                }} if item.correction is not None else {}),
             }
             for item in newest_first
         ],
@@ -224,6 +298,14 @@ def live_blog_json_ld(feed: str, page_url: str, items: Sequence[Item], key_event
     if modified is not None:
         posting["dateModified"] = iso(modified)
     return posting
+
+
+def _image_object(image: Image) -> dict[str, Any]:
+    """A schema.org ``ImageObject`` for one of an item's pictures."""
+    found: dict[str, Any] = {"@type": "ImageObject", "url": image.url, "contentUrl": image.url,
+                             "description": image.alt}
+    optional = {"caption": image.caption, "creditText": image.credit, "width": image.width, "height": image.height}
+    return found | {name: value for name, value in optional.items() if value is not None}
 
 
 def layout(title: str, body: str, *, script: str | None, head: str = "", body_class: str = "") -> str:
@@ -322,6 +404,11 @@ Keyboard: <kbd>j</kbd> next update, <kbd>k</kbd> previous update.</p>\
     json_ld = script_json(live_blog_json_ld(feed, page_url, items, key_events))
     head = f'<script type="application/ld+json">{json_ld}</script>\n'
     head += f'<link rel="canonical" href="{escape(page_url)}">\n'
+    for media_type, suffix, name in (
+        ("application/atom+xml", "atom", "Atom"), ("application/feed+json", "json", "JSON Feed"),
+    ):
+        head += (f'<link rel="alternate" type="{media_type}" href="{escape(page_url)}.{suffix}"'
+                 f' title="{escape(title)} ({name})">\n')
     head += f'<meta name="description" content="{escape(title)}: live updates, newest first.">\n'
     return layout(f"{title}: live updates · livefeed", body, script="reader.js", head=head, body_class="page-reader")
 
@@ -408,6 +495,26 @@ _CONSOLE = """
 <label for="f-url">Source link</label>
 <input id="f-url" name="url" type="url" placeholder="https://" aria-describedby="e-url">
 <p class="field-error" id="e-url" hidden></p>
+<div class="row">
+<div>
+<label for="f-image-url">Image address</label>
+<input id="f-image-url" name="image_url" type="url" placeholder="https://" aria-describedby="h-image e-images">
+<p class="hint" id="h-image">A picture hosted elsewhere, by its https:// address.</p>
+<p class="field-error" id="e-images" hidden></p>
+</div>
+<div>
+<label for="f-image-alt">Image description</label>
+<input id="f-image-alt" name="image_alt" maxlength="500" aria-describedby="h-image-alt e-image_alt">
+<p class="hint" id="h-image-alt">What the picture shows, for readers who cannot see it (required with an image).</p>
+<p class="field-error" id="e-image_alt" hidden></p>
+</div>
+</div>
+<div id="correction-box" hidden>
+<label for="f-correction">Correction note</label>
+<input id="f-correction" name="correction" maxlength="500" aria-describedby="h-correction e-correction">
+<p class="hint" id="h-correction">Optional. Readers see “Corrected HH:MM: your note” on the update.</p>
+<p class="field-error" id="e-correction" hidden></p>
+</div>
 <fieldset class="flags">
 <legend>Mark as</legend>
 <label><input type="checkbox" id="f-breaking" name="breaking"> Breaking</label>

@@ -44,9 +44,17 @@ def publish(
 
 
 def edit(current: dict[str, Any], update: ItemUpdate, now: datetime, *, by: str | None = None) -> Event:
-    """The next version of ``current`` with the fields of ``update`` changed, made by credential ``by``."""
+    """The next version of ``current`` with the fields of ``update`` changed, made by credential ``by``.
+
+    With a ``correction`` note the version becomes the item's latest correction (note and time),
+    which later plain edits keep; readers tell the two apart.
+    """
     _require_published(current)
-    changed = {**current, **update.model_dump(exclude_unset=True, mode="json")}
+    fields = update.model_dump(exclude_unset=True, mode="json")
+    note = fields.pop("correction", None)
+    changed = {**current, **fields}
+    if note is not None:
+        changed["correction"] = {"note": note, "corrected_at": now.isoformat()}
     changed["version"] = int(current["version"]) + 1
     changed["updated_at"] = now.isoformat()
     changed["updated_by"] = by

@@ -127,13 +127,17 @@ class _Tree(HTMLParser):
 
 
 def test_the_item_template_is_an_item_with_every_part_and_no_newsroom_text() -> None:
-    full = make_item(6, version=2, urgency="breaking", pinned=True, key_event=True, byline="Desk",
-                     url="https://example.org/a", tags=["one"])
+    full = make_item(6, version=3, urgency="breaking", pinned=True, key_event=True, byline="Desk",
+                     url="https://example.org/a", tags=["one"],
+                     images=[{"url": "https://img.example/a.jpg", "alt": "A", "caption": "C", "credit": "D",
+                              "width": 3, "height": 2}],
+                     correction={"note": "N", "corrected_at": NOW - timedelta(hours=1)})
     template = rendering.item_template()
     assert template.startswith('<template id="item-template"><article ') and template.endswith("</template>")
     skeleton = _Tree(template.removeprefix('<template id="item-template">').removesuffix("</template>"))
     assert skeleton.classes == _Tree(rendering.render_item(full, NOW)).classes
-    assert skeleton.text == ["Breaking", "Pinned", "Key event", "Source: ", "Updated ", " · v"]
+    assert skeleton.text == ["Breaking", "Pinned", "Key event", "Corrected ", ": ", "Source: ", "Updated ", " · v",
+                             "Earlier versions"]
 
 
 def test_reader_and_console_carry_the_item_template_once() -> None:

@@ -24,6 +24,9 @@ const fields = {
   tags: $('f-tags'),
   byline: $('f-byline'),
   url: $('f-url'),
+  images: $('f-image-url'),
+  image_alt: $('f-image-alt'),
+  correction: $('f-correction'),
   breaking: $('f-breaking'),
   pinned: $('f-pinned'),
   key_event: $('f-key'),
@@ -345,7 +348,8 @@ function handleError(error) {
 }
 
 function renderPreview() {
-  const article = renderItem(draftItem(readForm(fields), feed, editing?.item));
+  const note = editing ? fields.correction.value.trim() : '';
+  const article = renderItem(draftItem(readForm(fields, editing?.item), feed, editing?.item, note));
   article.id = 'item-preview';
   article.removeAttribute('tabindex');
   article.querySelector('.item-headline').id = 'item-preview-h';
@@ -367,11 +371,15 @@ function startEdit(item) {
   fields.tags.value = item.tags.join(', ');
   fields.byline.value = item.byline ?? '';
   fields.url.value = item.url ?? '';
+  fields.images.value = item.images?.[0]?.url ?? '';
+  fields.image_alt.value = item.images?.[0]?.alt ?? '';
+  $('correction-box').hidden = false;
   fields.breaking.checked = item.urgency === 'breaking';
   fields.pinned.checked = item.pinned;
   fields.key_event.checked = item.key_event;
   showEditing(`Editing the update of ${formatTime(item.published_at)} (v${item.version}). `
-    + 'Saving publishes a correction: readers see it marked “Updated” with its new version.');
+    + 'Saving publishes a correction: readers see it marked “Updated” with its new version, '
+    + 'or “Corrected” with your note if you write one.');
   $('composer-title').textContent = 'Correct an update';
   submit.textContent = 'Save correction';
   $('cancel-edit').hidden = false;
@@ -386,6 +394,7 @@ function endEdit() {
   editing = null;
   attempt = null;
   form.reset();
+  $('correction-box').hidden = true;
   clearErrors();
   $('editing').hidden = true;
   $('composer-title').textContent = 'New update';
@@ -411,14 +420,15 @@ form.addEventListener('keydown', (event) => {
 form.addEventListener('submit', async (event) => {
   event.preventDefault();
   clearErrors();
-  const draft = readForm(fields);
+  const draft = readForm(fields, editing?.item);
+  const note = editing ? fields.correction.value.trim() : '';
   const problems = problemsWith(draft);
   if (Object.keys(problems).length) {
     showFieldErrors(problems);
     return;
   }
   const request = editing
-    ? { method: 'PATCH', path: feedPath(feed, `/items/${editing.item.id}`), body: changes(editing.item, draft), ifMatch: editing.item.version }
+    ? { method: 'PATCH', path: feedPath(feed, `/items/${editing.item.id}`), body: { ...changes(editing.item, draft), ...(note ? { correction: note } : {}) }, ifMatch: editing.item.version }
     : { method: 'POST', path: feedPath(feed, '/items'), body: draft };
   if (!Object.keys(request.body).length) {
     showStatus('Nothing changed.');

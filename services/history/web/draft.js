@@ -3,8 +3,18 @@
 
 import { TAG_RE } from './rules.js';
 
-/** What the form holds, as the API takes it. */
-export function readForm(fields) {
+/** The draft's pictures: the form holds one; editing keeps the item's own while its first is unchanged. */
+function readImages(fields, base) {
+  const url = fields.images.value.trim();
+  const alt = fields.image_alt.value.trim();
+  if (!url) return [];
+  const kept = base?.images ?? [];
+  if (kept.length && kept[0].url === url && kept[0].alt === alt) return kept;
+  return [{ url, alt }];
+}
+
+/** What the form holds, as the API takes it; `base` is the item being corrected, if any. */
+export function readForm(fields, base = null) {
   const tags = [...new Set(fields.tags.value.split(/[\s,]+/).map((t) => t.trim().toLowerCase()).filter(Boolean))];
   return {
     headline: fields.headline.value.trim(),
@@ -15,6 +25,7 @@ export function readForm(fields) {
     key_event: fields.key_event.checked,
     byline: fields.byline.value.trim() || null,
     url: fields.url.value.trim() || null,
+    images: readImages(fields, base),
   };
 }
 
@@ -28,14 +39,20 @@ export function problemsWith(draft) {
   if (bad.length) problems.tags = `Not a tag: ${bad.join(', ')}. Use lowercase letters, digits and dashes.`;
   else if (draft.tags.length > 20) problems.tags = 'At most 20 tags.';
   if (draft.url && !/^https?:\/\/\S+$/.test(draft.url)) problems.url = 'A link starts with https:// or http://.';
+  const image = draft.images[0];
+  if (image && !/^https:\/\/[A-Za-z0-9.-]+(:[0-9]{1,5})?([/?#][!-~]*)?$/.test(image.url)) {
+    problems.images = 'An image address starts with https:// (no http:, data: or javascript:).';
+  }
+  if (image && !image.alt) problems.image_alt = 'Describe the image for readers who cannot see it.';
   return problems;
 }
 
-/** The item a draft will become, for the preview. */
-export function draftItem(draft, feed, base = null) {
+/** The item a draft will become, for the preview; a correction `note` shows as it will to readers. */
+export function draftItem(draft, feed, base = null, note = '') {
   const now = new Date().toISOString();
   return {
     ...draft,
+    correction: note ? { note, corrected_at: now } : (base?.correction ?? null),
     id: base ? base.id : 'preview',
     feed,
     status: 'published',

@@ -7,7 +7,7 @@
 import { feedPath, getJSON } from './api.js';
 import { FeedList } from './feedlist.js';
 import { LiveStream, STATE_TEXT } from './live.js';
-import { el, formatTime, localizeTimes } from './render.js';
+import { atEachMidnight, el, formatTime, localizeTimes } from './render.js';
 import { ITEM_ID_RE } from './rules.js';
 
 const PAGE_SIZE = 20;
@@ -369,11 +369,16 @@ function setState(state, detail = {}) {
 }
 
 localizeTimes(document);
+atEachMidnight(() => localizeTimes(document));
 if (olderLink) olderLink.addEventListener('click', onOlderClick);
 if (token) {
   for (const link of main.querySelectorAll(`a[href^="/feeds/${CSS.escape(feed)}"]`)) {
     link.href = withToken(link.getAttribute('href'));
   }
+  feedEl.addEventListener('click', (event) => {
+    const link = event.target.closest?.('a.item-revisions');
+    if (link) link.href = withToken(link.getAttribute('href'));
+  });
 }
 if (matchMedia('(max-width: 959px)').matches && keyEvents.container.children.length > 3) keyBox.open = false;
 if (!main.dataset.static) {

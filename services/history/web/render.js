@@ -6,12 +6,26 @@
 const hour = new Intl.DateTimeFormat(undefined, { hour: 'numeric' }).resolvedOptions().hour12 ? 'numeric' : '2-digit';
 const clockFormat = new Intl.DateTimeFormat(undefined, { hour, minute: '2-digit' });
 const dayFormat = new Intl.DateTimeFormat(undefined, { day: 'numeric', month: 'short', hour, minute: '2-digit' });
+const yearFormat = new Intl.DateTimeFormat(undefined, {
+  day: 'numeric', month: 'short', year: 'numeric', hour, minute: '2-digit',
+});
 
-/** "14:05" today, "3 Mar, 14:05" on another day, in the reader's time zone. */
+/** "14:05" today, "3 Mar, 14:05" on another day, "3 Mar 2025, 14:05" in another year: the reader's time zone. */
 export function formatTime(iso, now = new Date()) {
   const moment = new Date(iso);
   if (Number.isNaN(moment.getTime())) return '';
-  return moment.toDateString() === now.toDateString() ? clockFormat.format(moment) : dayFormat.format(moment);
+  if (moment.toDateString() === now.toDateString()) return clockFormat.format(moment);
+  return (moment.getFullYear() === now.getFullYear() ? dayFormat : yearFormat).format(moment);
+}
+
+/** Calls `redo` just after each local midnight, so "today's" times gain their date when the day turns. */
+export function atEachMidnight(redo) {
+  const next = new Date();
+  next.setHours(24, 0, 1, 0);
+  setTimeout(() => {
+    redo();
+    atEachMidnight(redo);
+  }, next.getTime() - Date.now());
 }
 
 /** Rewrites every server-rendered <time> (UTC) in the reader's time zone. */
@@ -42,6 +56,15 @@ export function safeLink(url) {
   }
 }
 
+/** Whether `url` is an https address, the only kind of picture an item may show (the console's draft may hold others). */
+function safeImage(url) {
+  try {
+    return new URL(url).protocol === 'https:';
+  } catch {
+    return false;
+  }
+}
+
 /** One update as an <article>; `actions` (an element) is appended for the newsroom console. */
 export function renderItem(item, actions = null) {
   const template = document.getElementById('item-template');
@@ -65,10 +88,18 @@ export function renderItem(item, actions = null) {
   const headline = part('.item-headline');
   headline.id = `${anchor}-h`;
   headline.textContent = item.headline;
+  fillImages(part('.item-image'), (item.images || []).filter((image) => safeImage(image.url)));
 
   const body = part('.item-body');
   if (item.body) body.textContent = item.body;
   else body.remove();
+  const correction = part('.item-correction');
+  if (item.correction) {
+    correction.querySelector('time').setAttribute('datetime', item.correction.corrected_at);
+    correction.querySelector('.item-correction-note').textContent = item.correction.note;
+  } else {
+    correction.remove();
+  }
   const byline = part('.item-byline');
   if (item.byline) byline.textContent = item.byline;
   else byline.remove();
@@ -92,15 +123,51 @@ export function renderItem(item, actions = null) {
     tags.remove();
   }
   const updated = part('.item-updated');
-  if (item.version > 1) {
+  if (showsUpdated(item)) {
     updated.querySelector('time').setAttribute('datetime', item.updated_at);
     updated.lastChild.appendData(String(item.version));
   } else {
     updated.remove();
   }
+  const revisions = part('.item-revisions');
+  if (item.version > 1) revisions.setAttribute('href', `/v1/feeds/${item.feed}/items/${item.id}/revisions`);
+  else revisions.remove();
   const foot = part('.item-foot');
   if (!foot.childElementCount) foot.remove();
   localizeTimes(article);
   if (actions) article.append(actions);
   return article;
+}
+
+/** A plain edit shows "Updated"; a version that is the latest correction shows only "Corrected" (as render.py). */
+function showsUpdated(item) {
+  if (item.version <= 1) return false;
+  return !item.correction || new Date(item.updated_at) > new Date(item.correction.corrected_at);
+}
+
+/** Replaces the template's one <figure> with the item's pictures: lazy, their box reserved by their size. */
+function fillImages(figure, images) {
+  const made = images.map((image) => {
+    const copy = figure.cloneNode(true);
+    const img = copy.querySelector('img');
+    img.setAttribute('src', image.url);
+    img.setAttribute('alt', image.alt);
+    if (image.width && image.height) {
+      img.setAttribute('width', String(image.width));
+      img.setAttribute('height', String(image.height));
+    } else {
+      img.removeAttribute('width');
+      img.removeAttribute('height');
+      copy.classList.add('is-unsized');
+    }
+    const caption = copy.querySelector('figcaption');
+    for (const name of ['caption', 'credit']) {
+      const span = caption.querySelector(`.item-image-${name}`);
+      if (image[name]) span.textContent = image[name];
+      else span.remove();
+    }
+    if (!caption.childElementCount) caption.remove();
+    return copy;
+  });
+  figure.replaceWith(...made);
 }
