@@ -1,5 +1,8 @@
 """History's read API: feeds, a feed's items, key events, pinned items, one item, readiness.
 
+A feed's items and one item are also served as IPTC ninjs 3.1 for wire partners
+(``?format=ninjs``, mapping in ``formats/ninjs.py``), with the same paging.
+
 Every list answer is one atomic store read (:meth:`ItemStore.page <shared.store.ItemStore.page>`)
 whose ``cursor`` is the feed position the items reflect: a reader shows the items, then opens
 the stream with ``since=<cursor>`` and misses nothing.
@@ -7,6 +10,7 @@ the stream with ``since=<cursor>`` and misses nothing.
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Annotated
 
 import orjson
@@ -15,7 +19,7 @@ from fastapi import APIRouter, Query, Request, Response
 from shared.breaker import STORE_ERRORS
 from shared.cursor import MAX_CURSOR_LENGTH, Cursor, CursorError
 from shared.errors import ApiError
-from shared.models import TAG_PATTERN, Item
+from shared.models import TAG_PATTERN, Item, Status, Tombstone
 from shared.openapi import (
     BEARER,
     BEARER_OPTIONAL,
@@ -29,10 +33,26 @@ from shared.store import StoredItem
 
 from .consumer import HistoryConsumer, Readiness
 from .deps import PUBLIC_CACHE_CONTROL, Feed, FeedRead, ItemId, ReadableFeed, complete_store, read_access
+from .formats.ninjs import NinjsItem, NinjsPage, ninjs_item, ninjs_tombstone
 
 __all__ = ["router"]
 
 router = APIRouter()
+
+
+
+class ItemFormat(StrEnum):
+    """How items are written: livefeed's own item JSON, or IPTC ninjs 3.1 objects."""
+
+    livefeed = "livefeed"
+    ninjs = "ninjs"
+
+
+FormatParam = Annotated[ItemFormat, Query(
+    alias="format",
+    description="`ninjs` answers with IPTC ninjs 3.1 objects (`uri`, `version`, `pubStatus`, `urgency`, "
+                "`headlines`, `bodies`, ...) instead of livefeed items.",
+)]
 
 _FEED_ERRORS = error_responses(401, 403, 422, 429, 503)
 """What a read of one feed can answer besides 200: a private feed's reader-token refusals, a bad parameter, limits."""
@@ -43,18 +63,23 @@ def _json(body: bytes, status: int = 200, cache_control: str = PUBLIC_CACHE_CONT
                     headers={"Cache-Control": cache_control})
 
 
-def _page(feed: str, head: Cursor | None, items: list[StoredItem], limit: int, epoch: str) -> bytes:
-    """The list answer, assembled from the stored JSON without parsing it again."""
+def _page(feed: str, head: Cursor | None, items: list[StoredItem], limit: int, epoch: str, *,
+          ninjs: bool = False) -> bytes:
+    """The list answer, assembled from the stored JSON without parsing it again (parsed only for ninjs)."""
     next_before = None
     if len(items) == limit and items:
         last = items[-1]
         next_before = Cursor(epoch, last.cursor.partition, last.seq).serialize()
+    if ninjs:
+        objects = [orjson.dumps(ninjs_item(Item.model_validate_json(i.item_json))) for i in items]
+    else:
+        objects = [i.item_json for i in items]
     return b"".join(
         [
             b'{"feed":', orjson.dumps(feed),
             b',"cursor":', orjson.dumps(head and head.serialize()),
             b',"next_before":', orjson.dumps(next_before),
-            b',"items":[', b",".join(i.item_json for i in items), b"]}",
+            b',"items":[', b",".join(objects), b"]}",
         ]
     )
 
@@ -67,7 +92,7 @@ async def list_feeds(request: Request) -> Response:
     return _json(orjson.dumps({"feeds": [{"feed": f, "updated_ms": ms} for f, ms in feeds if f not in private]}))
 
 
-@router.get("/v1/feeds/{feed}/items", summary="List a feed's items", response_model=ItemPage,
+@router.get("/v1/feeds/{feed}/items", summary="List a feed's items", response_model=ItemPage | NinjsPage,
             dependencies=BEARER, openapi_extra=BEARER_OPTIONAL, responses=error_responses(400, 401, 403, 422, 429, 503))
 async def list_items(
     request: Request,
@@ -76,13 +101,16 @@ async def list_items(
     limit: Annotated[int, Query(ge=1, le=200)] = 20,
     before: Annotated[str | None, Query(max_length=MAX_CURSOR_LENGTH, description="A `next_before` cursor.")] = None,
     tag: Annotated[str | None, Query(pattern=TAG_PATTERN)] = None,
+    item_format: FormatParam = ItemFormat.livefeed,
 ) -> Response:
     """Current items (edits applied, retractions gone), newest first.
 
     ``cursor`` is the feed position the answer reflects: open the stream with
     ``since=<cursor>`` to continue live. Page back with ``before=<next_before>``.
+    With ``format=ninjs`` the items are IPTC ninjs 3.1 objects; the paging fields stay the same.
     """
-    return await _listing(request, read, limit, before=_before(before, request.app.state.epoch), tag=tag)
+    return await _listing(request, read, limit, before=_before(before, request.app.state.epoch), tag=tag,
+                          ninjs=item_format is ItemFormat.ninjs)
 
 
 @router.get("/v1/feeds/{feed}/key-events", summary="List a feed's key events", response_model=ItemPage,
@@ -103,15 +131,27 @@ async def pinned_items(
     return await _listing(request, read, limit, pinned=True)
 
 
-@router.get("/v1/feeds/{feed}/items/{item_id}", summary="Get one item", response_model=Item, dependencies=BEARER,
-            openapi_extra=BEARER_OPTIONAL, responses=error_responses(401, 403, 404, 410, 422, 429, 503))
-async def get_item(request: Request, feed: Feed, read: ReadableFeed, item_id: ItemId) -> Response:
-    """The item's current state; 410 once it was retracted."""
+@router.get("/v1/feeds/{feed}/items/{item_id}", summary="Get one item", response_model=Item | NinjsItem,
+            dependencies=BEARER, openapi_extra=BEARER_OPTIONAL,
+            responses=error_responses(401, 403, 404, 410, 422, 429, 503))
+async def get_item(
+    request: Request, feed: Feed, read: ReadableFeed, item_id: ItemId, item_format: FormatParam = ItemFormat.livefeed,
+) -> Response:
+    """The item's current state; 410 once it was retracted.
+
+    With ``format=ninjs``, an IPTC ninjs 3.1 object; a retracted item is then a 200 with
+    ``pubStatus: canceled`` and no content, the withdrawal notice wire partners act on.
+    """
     stored = await complete_store(request).get(feed, item_id)
     if stored is None:
         raise ApiError(404, "not_found", f"No item {item_id} in feed {feed}.",
                        fields=[{"field": "id", "message": "unknown item"}])
-    if stored.status == "retracted":
+    retracted = stored.status == Status.retracted.value
+    if item_format is ItemFormat.ninjs:
+        ninjs = (ninjs_tombstone(Tombstone.model_validate_json(stored.item_json)) if retracted
+                 else ninjs_item(Item.model_validate_json(stored.item_json)))
+        return _json(orjson.dumps(ninjs), cache_control=read.cache_control)
+    if retracted:
         raise ApiError(410, "retracted", "The newsroom retracted this item.",
                        fields=[{"field": "id", "message": "retracted"}])
     return _json(stored.item_json, cache_control=read.cache_control)
@@ -136,13 +176,14 @@ async def readyz(request: Request) -> Response:
 
 async def _listing(
     request: Request, read: FeedRead, limit: int, *, before: int | None = None, tag: str | None = None,
-    key_events: bool = False, pinned: bool = False,
+    key_events: bool = False, pinned: bool = False, ninjs: bool = False,
 ) -> Response:
     """A list answer: the head first, then the items, so every event up to the head is in them."""
     head, items = await complete_store(request).page(
         read.feed, limit=limit, before=before, tag=tag, key_events=key_events, pinned=pinned
     )
-    return _json(_page(read.feed, head, items, limit, request.app.state.epoch), cache_control=read.cache_control)
+    return _json(_page(read.feed, head, items, limit, request.app.state.epoch, ninjs=ninjs),
+                 cache_control=read.cache_control)
 
 
 def _before(before: str | None, epoch: str) -> int | None:
