@@ -7,6 +7,7 @@ docker-compose.yml, the local runner (deploy/stack.py) and the README table agre
 from __future__ import annotations
 
 import os
+import re
 import socket
 from pathlib import Path
 from typing import Annotated, Any
@@ -64,6 +65,10 @@ def is_secret(info: FieldInfo) -> bool:
     return "SecretStr" in repr(info.annotation)
 
 
+_ORIGIN = re.compile(r"https?://(?:[a-z0-9-]+(?:\.[a-z0-9-]+)*|\[[0-9a-f:.]+\])(?::[0-9]{1,5})?")
+"""A serialized origin: lower-case scheme and host, an optional port, nothing after."""
+
+
 def _split_list(value: object) -> object:
     """A comma-separated environment value as a list; blank entries dropped."""
     if isinstance(value, str):
@@ -111,8 +116,23 @@ class CommonSettings(BaseSettings):
     metrics_host: str = Field(
         "127.0.0.1", description="Address of each service's Prometheus metrics port (never behind the gateway)."
     )
+    embed_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated publisher origins (`https://news.example`) that may embed public feeds: "
+        "CORS on public reads, streams, framing the fragment.",
+    )
 
     _split_private_feeds = field_validator("private_feeds", mode="before")(_split_list)
+    _split_embed_origins = field_validator("embed_origins", mode="before")(_split_list)
+
+    @field_validator("embed_origins")
+    @classmethod
+    def _exact_origins(cls, origins: list[str]) -> list[str]:
+        """Each an exact origin as browsers send it (no path, no ``*``): a typo must fail at start, not never match."""
+        for origin in origins:
+            if not _ORIGIN.fullmatch(origin):
+                raise ValueError(f"{origin!r} is not an origin such as https://news.example or http://host:8080")
+        return origins
 
 
 class IngestSettings(CommonSettings):

@@ -31,6 +31,8 @@ TEST_CREDENTIALS = (REPORTER, EDITOR)
 PRIVATE_FEEDS = "private-*"
 """Feeds the test stack treats as private: a test takes ``private-<uuid>`` to get one."""
 READER_TOKEN_KEY = "test-reader-token-key-0123456789abcdef"
+EMBED_HOST_PORT_OFFSET = 7
+"""The embed tests' host page listens on the gateway's port plus this: a fixed port, so it can be configured."""
 TESTS = Path(__file__).resolve().parent
 STACK_FOLDERS = frozenset({"integration", "browser", "cli", "deploy"})
 """Test folders that run against real servers: every test in them is marked ``stack``."""
@@ -46,11 +48,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             raise pytest.UsageError(f"{item.nodeid} uses the stack: move it out of tests/unit")
 
 
+def embed_host_origin(topology: Topology) -> str:
+    """The publisher origin of the embed tests (tests/browser/test_embed.py serves a host page there)."""
+    return f"http://{topology.host}:{topology.gateway + EMBED_HOST_PORT_OFFSET}"
+
+
 @pytest.fixture(scope="session")
 def stack() -> Iterator[Stack]:
     run_dir = Path(tempfile.mkdtemp(prefix="livefeed-test-"))
+    topology = Topology.shifted(int(os.environ.get("LIVEFEED_TEST_PORT_SHIFT", "10000")))
     stack = Stack(
-        topology=Topology.shifted(int(os.environ.get("LIVEFEED_TEST_PORT_SHIFT", "10000"))),
+        topology=topology,
         run_dir=run_dir,
         token=TEST_TOKEN,
         credentials=TEST_CREDENTIALS,
@@ -65,6 +73,7 @@ def stack() -> Iterator[Stack]:
             "LIVEFEED_GATEWAY_WRITE_BURST": "5000",
             "LIVEFEED_PRIVATE_FEEDS": PRIVATE_FEEDS,
             "LIVEFEED_READER_TOKEN_KEY": READER_TOKEN_KEY,
+            "LIVEFEED_EMBED_ORIGINS": embed_host_origin(topology),
         },
     )
     try:

@@ -26,18 +26,31 @@ from .health import Health
 from .hub import ResetNeeded, Subscriber
 from .readers import Readers
 from .sinks import SseSink
-from .streams import HeadReader, RequestHead, authorize, check_origin, parse_stream_request, refusal, sse_chunk
+from .streams import HeadReader, RequestHead, StreamOrigins, authorize, parse_stream_request, refusal, sse_chunk
 
-__all__ = ["HEAD_TIMEOUT_S", "SSE_HEADERS", "serve"]
+__all__ = ["HEAD_TIMEOUT_S", "SSE_HEADERS", "serve", "sse_headers"]
 
-SSE_HEADERS = (
+_SSE_HEAD = (
     b"HTTP/1.1 200 OK\r\n"
     b"Content-Type: text/event-stream; charset=utf-8\r\n"
     b"Cache-Control: no-cache, no-store\r\n"
     b"X-Accel-Buffering: no\r\n"
-    b"Connection: close\r\n\r\n"
-    b"retry: 1000\n\n"
+    b"Connection: close\r\n"
 )
+_SSE_START = b"\r\nretry: 1000\n\n"
+
+
+def sse_headers(cors_origin: str | None = None) -> bytes:
+    """The stream's response head and its ``retry`` line; with CORS for ``cors_origin`` (an allowed Origin).
+
+    ``Vary: Origin`` is always sent, so no cache in between gives one origin's answer to another.
+    """
+    cors = b"" if cors_origin is None else b"Access-Control-Allow-Origin: " + cors_origin.encode("latin-1") + b"\r\n"
+    return _SSE_HEAD + b"Vary: Origin\r\n" + cors + _SSE_START
+
+
+SSE_HEADERS = sse_headers()
+"""The head of a stream answered without CORS (no Origin, or a private feed)."""
 HEAD_TIMEOUT_S = 10.0
 """A whole SSE request head must arrive within this (slowloris bound); browsers and nginx send it at once."""
 LINGER_S = 2.0
@@ -48,14 +61,14 @@ with unread input sends a TCP reset, which can destroy the answer before the cli
 
 async def serve(readers: Readers, access: ReadAccess, settings: FanoutSettings, health: Health) -> asyncio.Server:
     """Open the SSE port; it serves until the returned server is closed."""
-    handler = functools.partial(_connection, readers, access, settings, health)
+    handler = functools.partial(_connection, readers, access, StreamOrigins.from_settings(settings), settings, health)
     return await asyncio.start_server(
         handler, settings.fanout_host, settings.fanout_sse_port, limit=16384, backlog=1024
     )
 
 
 async def _connection(
-    readers: Readers, access: ReadAccess, settings: FanoutSettings, health: Health,
+    readers: Readers, access: ReadAccess, origins: StreamOrigins, settings: FanoutSettings, health: Health,
     reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
 ) -> None:
     """Serve one connection: a stream until the reader leaves, or one JSON answer; then close it."""
@@ -64,12 +77,12 @@ async def _connection(
         head = await _read_head_in_time(reader)
         if head is None:
             return
-        _check_head(head, settings.allowed_origins)
+        _check_head(head, origins)
         answer = health.answer(head.target)
         if answer is not None:
             await _answer(reader, writer, *answer)
             return
-        sub = _join(readers, access, head, SseSink(writer.transport, settings.fanout_queue_limit))
+        sub = _join(readers, access, origins, head, SseSink(writer.transport, settings.fanout_queue_limit))
         if sub is None:
             return
         while await reader.read(1024):
@@ -85,33 +98,40 @@ async def _connection(
         writer.close()
 
 
-def _check_head(head: RequestHead, allowed_origins: list[str]) -> None:
-    """Raise an :class:`~shared.errors.ApiError` for a method other than GET or a foreign Origin."""
+def _check_head(head: RequestHead, origins: StreamOrigins) -> None:
+    """Raise an :class:`~shared.errors.ApiError` for a method other than GET or an Origin no stream allows.
+
+    :func:`_join` checks the Origin again once it knows whether the feed is private.
+    """
     if head.method != "GET":
         raise refusal(405, "method_not_allowed", "method", "Use GET.")
-    check_origin(head.origins, allowed_origins)
+    origins.check(head.origins, private=False)
 
 
-def _join(readers: Readers, access: ReadAccess, head: RequestHead, sink: SseSink) -> Subscriber | None:
+def _join(
+    readers: Readers, access: ReadAccess, origins: StreamOrigins, head: RequestHead, sink: SseSink
+) -> Subscriber | None:
     """Start the stream ``head`` asks for; ``None`` if its cursor needs a reset (then sent, and the stream ends).
 
     Raises an :class:`~shared.errors.ApiError` for a bad request, a private feed without a
     reader token that grants it, or a full fanout.
     """
     request = parse_stream_request(head.target, "events", head.headers.get("last-event-id"))
+    cors_origin = origins.check(head.origins, private=request.feed in access.private)
     expires = authorize(access, request, head.authorizations)
     readers.check_room()
     try:
-        return readers.join(request, sink, _greeting, now=asyncio.get_running_loop().time(), expires=expires)
+        return readers.join(request, sink, functools.partial(_greeting, cors_origin),
+                            now=asyncio.get_running_loop().time(), expires=expires)
     except ResetNeeded as exc:
         reset = reset_message(request.feed, exc.reason.value, None)
-        sink.write(SSE_HEADERS + sse_chunk(reset, event="reset"))
+        sink.write(sse_headers(cors_origin) + sse_chunk(reset, event="reset"))
         return None
 
 
-def _greeting(hello: bytes) -> bytes:
+def _greeting(cors_origin: str | None, hello: bytes) -> bytes:
     """The response head, then the hello event: the first bytes of every stream."""
-    return SSE_HEADERS + sse_chunk(hello, event="hello")
+    return sse_headers(cors_origin) + sse_chunk(hello, event="hello")
 
 
 async def _read_head_in_time(reader: asyncio.StreamReader) -> RequestHead | None:

@@ -18,12 +18,14 @@ from shared.cursor import Cursor, CursorError
 from shared.errors import ApiError
 from shared.models import valid_feed, valid_tag
 from shared.reader_tokens import TOKEN_FIELD, ReadAccess, bearer_token
+from shared.settings import FanoutSettings
 
 __all__ = [
     "MAX_HEAD_BYTES",
     "Encoded",
     "HeadReader",
     "RequestHead",
+    "StreamOrigins",
     "StreamRequest",
     "authorize",
     "check_origin",
@@ -54,6 +56,36 @@ def check_origin(origins: Sequence[str], allowed: Sequence[str]) -> None:
         raise refusal(400, "bad_stream_request", "Origin", "Send one Origin header.")
     if origins and origins[0] not in allowed:
         raise refusal(403, "origin_not_allowed", "Origin", "This Origin may not open a stream.")
+
+
+@dataclass(frozen=True, slots=True)
+class StreamOrigins:
+    """Which browser Origins may open a stream: the gateway's own for every feed, publishers' for public feeds only.
+
+    ``own`` is ``LIVEFEED_ALLOWED_ORIGINS``, ``embed`` is ``LIVEFEED_EMBED_ORIGINS``: a publisher's page
+    may show a public feed live, but a private feed's stream opens only from the gateway's pages.
+    """
+
+    own: tuple[str, ...]
+    embed: tuple[str, ...] = ()
+
+    @classmethod
+    def from_settings(cls, settings: FanoutSettings) -> StreamOrigins:
+        return cls(tuple(settings.allowed_origins), tuple(settings.embed_origins))
+
+    @property
+    def every(self) -> tuple[str, ...]:
+        """Every Origin that may open some stream (what the WebSocket library is told as a second line)."""
+        return (*self.own, *self.embed)
+
+    def check(self, origins: Sequence[str], *, private: bool) -> str | None:
+        """Raise the refusal for ``origins`` (see :func:`check_origin`); else the Origin to answer with CORS.
+
+        That is the request's one Origin on a public feed (SSE echoes it in ``Access-Control-Allow-Origin``),
+        and None without an Origin or on a private feed, whose answers are never shared with another origin.
+        """
+        check_origin(origins, self.own if private else self.every)
+        return origins[0] if origins and not private else None
 
 
 def _bad(status: int, field: str, message: str) -> ApiError:

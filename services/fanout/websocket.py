@@ -38,7 +38,7 @@ from .health import Health
 from .hub import ResetNeeded
 from .readers import Readers
 from .sinks import REAUTH_CLOSE_CODE, REAUTH_CLOSE_REASON, RESET_CLOSE_CODE, WsSink
-from .streams import StreamRequest, authorize, check_origin, parse_stream_request, refusal, ws_text_frame
+from .streams import StreamOrigins, StreamRequest, authorize, parse_stream_request, refusal, ws_text_frame
 
 __all__ = ["RedactTokens", "serve"]
 
@@ -63,13 +63,14 @@ _LOGGER.addFilter(RedactTokens())
 
 async def serve(readers: Readers, access: ReadAccess, settings: FanoutSettings, health: Health) -> Server:
     """Open the WebSocket port; it serves until the returned server is closed."""
+    origins = StreamOrigins.from_settings(settings)
     return await ws_server.serve(
         functools.partial(_stream, readers, access, settings.fanout_queue_limit),
         settings.fanout_host,
         settings.fanout_port,
-        process_request=functools.partial(_check, readers, access, health, settings.allowed_origins),
+        process_request=functools.partial(_check, readers, access, health, origins),
         logger=_LOGGER,
-        origins=[*(Origin(o) for o in settings.allowed_origins), None],
+        origins=[*(Origin(o) for o in origins.every), None],
         compression=None,
         max_size=4096,
         max_queue=4,
@@ -81,7 +82,7 @@ async def serve(readers: Readers, access: ReadAccess, settings: FanoutSettings, 
 
 
 def _check(
-    readers: Readers, access: ReadAccess, health: Health, allowed_origins: list[str], conn: ServerConnection,
+    readers: Readers, access: ReadAccess, health: Health, origins: StreamOrigins, conn: ServerConnection,
     request: Request,
 ) -> Response | None:
     """Refuse a bad stream request before the upgrade, with a JSON body naming the field.
@@ -95,7 +96,7 @@ def _check(
         return _json_response(*answer)
     try:
         stream = parse_stream_request(request.path, "stream")
-        check_origin(request.headers.get_all("Origin"), allowed_origins)
+        origins.check(request.headers.get_all("Origin"), private=stream.feed in access.private)
         if "websocket" not in request.headers.get("Upgrade", "").lower():
             raise refusal(426, "upgrade_required", "Upgrade", "This is a WebSocket endpoint: send Upgrade: websocket.")
         authorize(access, stream, request.headers.get_all("Authorization"))

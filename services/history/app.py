@@ -22,8 +22,9 @@ from shared.reader_tokens import ReadAccess
 from shared.settings import HistorySettings
 from shared.store import ItemStore, StoreEmptied, make_redis
 
-from . import pages, routes
+from . import embed, pages, revisions, routes, syndication
 from .consumer import HistoryConsumer
+from .cors import CorsMiddleware
 from .deps import on_store_emptied
 
 __all__ = ["create_app"]
@@ -60,10 +61,15 @@ def create_app(settings: HistorySettings | None = None) -> FastAPI:
     )
     app.add_exception_handler(StoreEmptied, on_store_emptied)
     app.include_router(routes.router)
+    app.include_router(revisions.router)
+    app.include_router(syndication.router)  # before pages: /feeds/{feed} would take /feeds/x.atom
     app.include_router(pages.router)
+    app.include_router(embed.router)
+    app.state.embed_origins = tuple(settings.embed_origins)
     app.mount("/static", pages.static_files(), name="static")
     app.add_middleware(RequestIdMiddleware)
     app.add_middleware(HttpMetricsMiddleware, service="history")
+    app.add_middleware(CorsMiddleware, origins=settings.embed_origins)
     return app
 
 

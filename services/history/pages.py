@@ -31,7 +31,7 @@ from shared.store import StoredItem
 from .deps import PRIVATE_CACHE_CONTROL, ReaderToken, check_read, complete_store, read_access
 from .render import layout, masthead, render_console, render_index, render_reader
 
-__all__ = ["WEB_DIR", "router", "security_headers", "static_files"]
+__all__ = ["WEB_DIR", "public_url", "router", "security_headers", "static_files"]
 
 WEB_DIR = Path(__file__).resolve().parent / "web"
 PAGE_SIZE = 20
@@ -59,7 +59,10 @@ def static_files() -> StaticFiles:
 
 
 def security_headers(host: str | None, scheme: str = "http") -> dict[str, str]:
-    """A strict CSP: scripts and styles from this origin only, streams to it, no framing."""
+    """A strict CSP: scripts and styles from this origin only, streams to it, no framing.
+
+    Images may come from any https origin: items carry their pictures by reference (issue 12).
+    """
     connect = ["'self'"]
     if host is not None and _HOST.fullmatch(host):
         connect.append(f"{'wss' if scheme == 'https' else 'ws'}://{host}")
@@ -68,7 +71,7 @@ def security_headers(host: str | None, scheme: str = "http") -> dict[str, str]:
             "default-src 'none'",
             "script-src 'self'",
             "style-src 'self'",
-            "img-src 'self' data:",
+            "img-src 'self' data: https:",
             "font-src 'self'",
             f"connect-src {' '.join(connect)}",
             "base-uri 'none'",
@@ -95,6 +98,13 @@ def _origin(request: Request) -> tuple[str, str | None]:
     scheme = "https" if scheme == "https" else "http"
     host = request.headers.get("host")
     return scheme, host if host is not None and _HOST.fullmatch(host) else None
+
+
+def public_url(request: Request, path: str) -> str:
+    """``path`` made absolute on the origin the reader used (as the gateway forwarded it); as it is
+    when the Host header is unusable. Every absolute link livefeed serves is built here."""
+    scheme, host = _origin(request)
+    return f"{scheme}://{host}{path}" if host else path
 
 
 def _html(text: str, request: Request, status: int = 200, *, private: bool = False) -> HTMLResponse:
@@ -188,8 +198,7 @@ async def reader_page(
         next_before = Cursor(epoch, last.cursor.partition, last.seq).serialize()
     keys = _items(stored_keys)
     items = _with_pinned(_items(page), _items(stored_pins) if before is None else [])
-    scheme, host = _origin(request)
-    page_url = f"{scheme}://{host}/feeds/{quote(feed)}" if host else f"/feeds/{quote(feed)}"
+    page_url = public_url(request, f"/feeds/{quote(feed)}")
     html = render_reader(
         feed,
         items,

@@ -45,9 +45,12 @@ export class LiveStream {
    * @param {string|null} [options.token] a private feed's reader token
    * @param {() => Promise<string|null>} [options.refusal] why the feed refuses the token now
    *   (an error code such as 'reader_token_expired'), or null if it does not
+   * @param {string} [options.origin] the gateway to stream from (e.g. 'https://live.example'), by
+   *   default this page's own; another origin must be one of its LIVEFEED_EMBED_ORIGINS' gateways
    */
-  constructor({ feed, cursor, onEvent, onState, reload, token = null, refusal = async () => null }) {
+  constructor({ feed, cursor, onEvent, onState, reload, token = null, refusal = async () => null, origin = location.origin }) {
     this.feed = feed;
+    this.origin = origin;
     this.token = token || null;
     this.refusal = refusal;
     this.cursor = cursor || null;
@@ -80,12 +83,11 @@ export class LiveStream {
   }
 
   url() {
-    const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
-    const query = new URLSearchParams();
-    if (this.cursor) query.set('since', this.cursor);
-    if (this.token) query.set('token', this.token);
-    const search = query.toString() ? `?${query}` : '';
-    return `${scheme}//${location.host}/v1/feeds/${encodeURIComponent(this.feed)}/stream${search}`;
+    const url = new URL(`/v1/feeds/${encodeURIComponent(this.feed)}/stream`, this.origin);
+    url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
+    if (this.cursor) url.searchParams.set('since', this.cursor);
+    if (this.token) url.searchParams.set('token', this.token);
+    return url.href;
   }
 
   /** The token no longer opens the feed (`code` says why): stop for good and say so. */
