@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Lifespan, Message, Receive, Scope, Send
 
 from .breaker import Breaker, StoreUnavailable
 from .errors import ApiError
+from .models import EXTERNAL_ID_PATTERN, FEED_PATTERN, FEED_SET_PATTERN, ITEM_ID_PATTERN, TAG_PATTERN
 
 __all__ = [
     "ApiError",
@@ -52,6 +53,26 @@ def _field_name(loc: tuple[Any, ...]) -> str:
     return ".".join(parts) or "body"
 
 
+_PATTERN_MESSAGES = {
+    FEED_PATTERN: "must be a feed slug: lowercase letters, digits and dashes, 1 to 63 long, e.g. ukraine",
+    TAG_PATTERN: "must be a tag: lowercase letters, digits and dashes, 1 to 40 long, e.g. kyiv",
+    ITEM_ID_PATTERN: "must be an item id: the 26 lowercase letters and digits a publish answered",
+    FEED_SET_PATTERN: "must be a feed slug, a slug prefix ending in *, or *",
+    EXTERNAL_ID_PATTERN: "must be printable ASCII characters (letters, digits, spaces, punctuation)",
+    r"^[\x21-\x7e]+$": "must be printable ASCII characters without spaces",
+    r"^[A-Za-z0-9_.=-]*$": "must be a token as it was given: letters, digits and . _ = -",
+}
+"""What each pattern a request field is checked against means, in words: a client shows these to people."""
+
+
+def plain_message(error: dict[str, Any]) -> str:
+    """A validation error's message for people: a pattern in words, without pydantic's "Value error, " prefix."""
+    if error.get("type") == "string_pattern_mismatch":
+        pattern = str((error.get("ctx") or {}).get("pattern", ""))
+        return _PATTERN_MESSAGES.get(pattern, "has characters or a form this field does not accept")
+    return str(error.get("msg", "invalid")).removeprefix("Value error, ")
+
+
 async def _on_api_error(_: Request, exc: Exception) -> JsonResponse:
     assert isinstance(exc, ApiError)
     return error_response(exc)
@@ -65,17 +86,14 @@ async def _on_validation_error(_: Request, exc: Exception) -> JsonResponse:
             ApiError(400, "malformed_json", "The request body is not valid JSON.",
                      fields=[{"field": "body", "message": "invalid JSON"}])
         )
-    fields = [
-        {"field": _field_name(tuple(err.get("loc", ()))), "message": str(err.get("msg", "invalid"))}
-        for err in errors
-    ]
+    fields = [{"field": _field_name(tuple(err.get("loc", ()))), "message": plain_message(err)} for err in errors]
     summary = "; ".join(f"{f['field']}: {f['message']}" for f in fields)
     return error_response(ApiError(422, "validation_error", summary, fields=fields))
 
 
 async def _on_http_error(_: Request, exc: Exception) -> JsonResponse:
     assert isinstance(exc, StarletteHTTPException)
-    code, field = _HTTP_ERRORS.get(exc.status_code, ("http_error", "request"))
+    code, field = _HTTP_ERRORS.get(exc.status_code, _OTHER_HTTP_ERROR)
     headers = dict(exc.headers) if exc.headers else None
     return error_response(ApiError(exc.status_code, code, str(exc.detail), headers=headers,
                                    fields=[{"field": field, "message": str(exc.detail)}]))
@@ -87,6 +105,7 @@ _HTTP_ERRORS = {
     405: ("method_not_allowed", "method"),
 }
 """Errors Starlette raises itself, and the part of the request each is about (400: an unparsable body)."""
+_OTHER_HTTP_ERROR = ("http_error", "request")
 
 
 STORE_RETRY_AFTER_S = 1

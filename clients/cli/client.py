@@ -1,8 +1,10 @@
 """The livefeed HTTP API as the CLI uses it: retries that are safe, errors that say what to do.
 
 Every write carries an Idempotency-Key, generated once per command (or given by the caller),
-so a retry after a timeout or a 503 can never publish twice. Every read carries the reader
-token, if one was given (a private feed needs it), as ``Authorization: Bearer``.
+so a retry after a timeout or a 503 can never publish twice. A write is never reported as failed
+when it may have been applied: once it may have reached the service and no answer settles it,
+it ends in :class:`~clients.cli.errors.OutcomeUnknown` with its key. Every read carries the
+reader token, if one was given (a private feed needs it), as ``Authorization: Bearer``.
 """
 
 from __future__ import annotations
@@ -18,13 +20,18 @@ from typing import Any
 import httpx
 import orjson
 
-from .errors import CliError, ExitCode
+from .errors import CliError, ExitCode, OutcomeUnknown
 
 __all__ = ["READER_TOKEN_HINT", "Client", "ReaderTokenSource", "check_url"]
 
 RETRY_STATUSES = {429, 502, 503, 504}
 RETRY_CODES = {"idempotency_key_in_use", "item_busy"}
 MAX_RETRY_WAIT_S = 5.0
+NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol,
+            httpx.LocalProtocolError, httpx.ProxyError)
+"""Transport errors raised before any byte of the request left: the service cannot have acted on it."""
+NOT_APPLIED_CODES = {"kafka_unavailable", "store_unavailable", "auth_busy", "rate_limited"}
+"""Codes of 429/5xx answers that say the write was not applied (the rest of 5xx may follow an applied write)."""
 READER_TOKEN_HINT = "Check --reader-token, LIVEFEED_READER_TOKEN or LIVEFEED_READER_TOKEN_FILE."
 
 
@@ -149,43 +156,55 @@ class Client:
         """A newsroom write; the same Idempotency-Key goes with every retry of it."""
         if not self.token:
             raise CliError(ExitCode.auth, "no newsroom token: pass --token, or set LIVEFEED_TOKEN")
-        headers = {"Authorization": f"Bearer {self.token}", "Idempotency-Key": key or f"cli-{uuid.uuid4().hex}"}
+        key = key or f"cli-{uuid.uuid4().hex}"
+        headers = {"Authorization": f"Bearer {self.token}", "Idempotency-Key": key}
         if if_match is not None:
             version = if_match.strip().strip('"')
             headers["If-Match"] = f'"{version}"'
-        return await self._send(method, path, json=body, headers=headers)
+        return await self._send(method, path, json=body, headers=headers, write_key=key)
 
     async def _send(
         self, method: str, path: str, *, params: dict[str, str | int] | None = None,
-        json: dict[str, Any] | None = None, headers: dict[str, str] | None = None,
+        json: dict[str, Any] | None = None, headers: dict[str, str] | None = None, write_key: str | None = None,
     ) -> dict[str, Any]:
+        """Send with retries; a write (``write_key``) that may have been applied never ends in a plain failure."""
         content = orjson.dumps(json) if json is not None else None
         if content is not None:
             headers = {**(headers or {}), "Content-Type": "application/json"}
+        maybe_applied: str | None = None
         for attempt in range(self.retries + 1):
             last = attempt == self.retries
             try:
                 response = await self.http.request(method, path, params=params, content=content, headers=headers)
             except httpx.TransportError as exc:
-                if last:
-                    reason = str(exc) or type(exc).__name__
-                    raise CliError(
-                        ExitCode.unreachable,
-                        f"cannot reach livefeed at {self.base_url} ({reason}); check --url or LIVEFEED_URL "
-                        "and that the stack is running",
-                    ) from None
-                await asyncio.sleep(_retry_after(None, attempt))
-                continue
+                reason = str(exc) or type(exc).__name__
+                if not isinstance(exc, NOT_SENT):
+                    maybe_applied = f"no answer after it was sent ({reason})"
+                if not last:
+                    await asyncio.sleep(_retry_after(None, attempt))
+                    continue
+                if write_key is not None and maybe_applied is not None:
+                    raise OutcomeUnknown(write_key, maybe_applied) from None
+                sent = "; nothing was sent" if write_key is not None else ""
+                raise CliError(
+                    ExitCode.unreachable,
+                    f"cannot reach livefeed at {self.base_url} ({reason}){sent}; check --url or LIVEFEED_URL "
+                    "and that the stack is running",
+                ) from None
             if response.is_success:
                 answer = orjson.loads(response.content)
                 if not isinstance(answer, dict):
                     raise CliError(ExitCode.failed, f"unexpected answer from {path}: not a JSON object")
                 return answer
-            retryable = response.status_code in RETRY_STATUSES or (
-                response.status_code == 409 and _error_body(response).get("error") in RETRY_CODES
-            )
-            if retryable and not last:
+            code = _error_body(response).get("error")
+            in_flight = response.status_code == 409 and code in RETRY_CODES
+            if (response.status_code >= 500 and code not in NOT_APPLIED_CODES) or in_flight:
+                maybe_applied = f"HTTP {response.status_code}: {_describe(_error_body(response), response.status_code)}"
+            if (response.status_code in RETRY_STATUSES or in_flight) and not last:
                 await asyncio.sleep(_retry_after(response, attempt))
                 continue
+            settled = 400 <= response.status_code < 500 and response.status_code != 429 and not in_flight
+            if write_key is not None and maybe_applied is not None and not settled:
+                raise OutcomeUnknown(write_key, maybe_applied)
             raise _failure(response)
         raise AssertionError("unreachable")

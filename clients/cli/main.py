@@ -1,26 +1,32 @@
+# PYTHON_ARGCOMPLETE_OK
 """``livefeed``: the command line for newsroom tools and ops.
 
 Publish, correct and retract items, read a feed's history, and follow a feed live. The base
 URL and the newsroom token come from --url/--token or LIVEFEED_URL/LIVEFEED_TOKEN; every
-failure is one line on stderr and a distinct exit code (see ``livefeed --help``).
+failure is one line on stderr and a distinct exit code (see ``livefeed --help``). A write whose
+outcome is unknown says so, with the command that retries it safely (exit 9).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.metadata
 import os
+import shlex
 import shutil
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, cast
 from urllib.parse import quote
 
-from shared.models import valid_feed, valid_item_id
+import argcomplete
+
+from shared.models import valid_feed, valid_item_id, valid_tag
 
 from . import credentials
 from .client import Client, ReaderTokenSource, check_url
-from .errors import EXIT_CODES_HELP, CliError, ExitCode
+from .errors import EXIT_CODES_HELP, CliError, ExitCode, OutcomeUnknown
 from .output import Printer
 from .tail import Tail
 
@@ -51,6 +57,20 @@ EXAMPLES = """examples:
   livefeed reader-token --feed wire-afp --ttl 3600
   livefeed bench --help"""
 
+COMPLETION_HELP = """shell completion (bash, zsh; argcomplete):
+  eval "$(register-python-argcomplete livefeed)"     # in ~/.bashrc or ~/.zshrc
+  activate-global-python-argcomplete --user          # or once, for every argcomplete command"""
+
+TAIL_GIVE_UP_S = 15.0
+"""How long ``tail`` keeps trying a gateway it cannot reach before it exits 4."""
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("livefeed")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (not installed: run from a source checkout)"
+
 
 def _feed(value: str) -> str:
     if not valid_feed(value):
@@ -65,10 +85,39 @@ def _item_id(value: str) -> str:
     return value
 
 
+def _tag(value: str) -> str:
+    if not valid_tag(value):
+        raise argparse.ArgumentTypeError("a tag is lowercase letters, digits and dashes, up to 40, e.g. kyiv")
+    return value
+
+
 def _positive(value: str) -> int:
-    number = int(value)
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
     if number < 1:
-        raise argparse.ArgumentTypeError("must be 1 or more")
+        raise argparse.ArgumentTypeError(f"must be a whole number, 1 or more (not {value!r})")
+    return number
+
+
+def _count(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = -1
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"must be a whole number, 0 or more (not {value!r})")
+    return number
+
+
+def _seconds(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        number = -1.0
+    if not 0 < number < 86_400:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds, e.g. 15 (not {value!r})")
     return number
 
 
@@ -78,8 +127,9 @@ def _common() -> argparse.ArgumentParser:
     group.add_argument("--url", default=os.environ.get("LIVEFEED_URL", DEFAULT_URL),
                        help="gateway base URL (env LIVEFEED_URL; default %(default)s)")
     group.add_argument("--token", default=None, help="newsroom token (env LIVEFEED_TOKEN, preferred)")
-    group.add_argument("--timeout", type=float, default=15.0, help="seconds per HTTP request (default %(default)s)")
-    group.add_argument("--retries", type=int, default=3,
+    group.add_argument("--timeout", type=_seconds, default=15.0,
+                       help="seconds per HTTP request (default %(default)s)")
+    group.add_argument("--retries", type=_count, default=3,
                        help="retries after a timeout, 429 or 5xx; writes stay idempotent (default %(default)s)")
     common.add_argument("--json", action="store_true", help="print JSON (one object per line) instead of text")
     return common
@@ -88,12 +138,17 @@ def _common() -> argparse.ArgumentParser:
 def _item_fields(parser: argparse.ArgumentParser, *, editing: bool) -> None:
     parser.add_argument("--body", help="the item's text (plain text; newlines are kept)")
     parser.add_argument("--body-file", metavar="PATH", help="read the body from a file ('-' for stdin)")
-    parser.add_argument("--tag", action="append", dest="tags", metavar="TAG",
+    parser.add_argument("--tag", action="append", dest="tags", metavar="TAG", type=_tag,
                         help="a tag (repeat for several)" + ("; replaces the item's tags" if editing else ""))
     parser.add_argument("--byline", help="who wrote it")
     parser.add_argument("--link", metavar="URL", help="a source link (http or https)")
+    _idempotency_key(parser)
+
+
+def _idempotency_key(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--idempotency-key", metavar="KEY",
-                        help="make a retried command safe across invocations (default: a new key per command)")
+                        help="make a retried command safe across invocations (default: a new key per command; "
+                             "exit 9 prints the one it used)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -101,9 +156,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="livefeed",
         description="Newsroom and ops command line for livefeed: post, correct and retract items, "
                     "read history, follow a feed live.",
-        epilog=f"{ENVIRONMENT_HELP}\n\n{EXIT_CODES_HELP}\n\n{EXAMPLES}",
+        epilog=f"{ENVIRONMENT_HELP}\n\n{EXIT_CODES_HELP}\n\n{EXAMPLES}\n\n{COMPLETION_HELP}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"livefeed {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     common = _common()
 
@@ -117,6 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
     post.add_argument("--breaking", action="store_true", help="mark it BREAKING")
     post.add_argument("--pin", action="store_true", help="pin it on top of the feed")
     post.add_argument("--key-event", action="store_true", help="list it among the feed's key events")
+    post.add_argument("--external-id", metavar="ID",
+                      help="your CMS's id for it (printable ASCII, up to 200): posting the same id and body to the "
+                           "feed again answers the existing item instead of publishing a second one")
     _item_fields(post, editing=False)
 
     edit = command("edit", "edit or correct an item: only the fields given change")
@@ -137,13 +196,13 @@ def build_parser() -> argparse.ArgumentParser:
     retract.add_argument("--feed", required=True, type=_feed)
     retract.add_argument("id", type=_item_id, help="the item's id")
     retract.add_argument("--if-match", metavar="VERSION", help="refuse (exit 6) unless the item is at this version")
-    retract.add_argument("--idempotency-key", metavar="KEY", help="make a retried command safe across invocations")
+    _idempotency_key(retract)
 
     history = command("history", "print a feed's current items, newest first")
     history.add_argument("--feed", required=True, type=_feed)
     history.add_argument("--limit", type=_positive, default=20, help="items to print, up to 200 (default %(default)s)")
     history.add_argument("--before", metavar="CURSOR", help="page back: the cursor the previous page printed")
-    history.add_argument("--tag", help="only items with this tag")
+    history.add_argument("--tag", type=_tag, help="only items with this tag")
     history.add_argument("--key-events", action="store_true", help="only key events, however far back")
     history.add_argument("--reader-token", help="a private feed's reader token (env LIVEFEED_READER_TOKEN[_FILE])")
 
@@ -154,6 +213,9 @@ def build_parser() -> argparse.ArgumentParser:
     tail.add_argument("--since", metavar="CURSOR", help="resume after this cursor (default: from now)")
     tail.add_argument("--tags", metavar="A,B", help="only events of items with one of these tags")
     tail.add_argument("--count", type=_positive, help="exit after printing this many events")
+    tail.add_argument("--give-up", type=_seconds, default=TAIL_GIVE_UP_S, metavar="SECONDS",
+                      help="exit 4 once the gateway has been unreachable this long (default %(default)g); "
+                           "drops and restarts behind a reachable gateway are always resumed")
     tail.add_argument("--reader-token", help="a private feed's reader token (env LIVEFEED_READER_TOKEN[_FILE])")
 
     reader = command("reader-token", "mint a reader token for a private feed (needs an admin's feeds:manage)")
@@ -211,6 +273,8 @@ async def _post(client: Client, printer: Printer, args: argparse.Namespace) -> i
         body["byline"] = args.byline
     if args.link is not None:
         body["url"] = args.link
+    if args.external_id is not None:
+        body["external_id"] = args.external_id
     answer = await client.write("POST", _items_path(args.feed), body, key=args.idempotency_key)
     _written(printer, client, answer, "published")
     return ExitCode.ok
@@ -258,14 +322,30 @@ async def _history(client: Client, printer: Printer, args: argparse.Namespace) -
     if printer.json_lines:
         printer.json(page)
         return ExitCode.ok
+    if not page.get("items"):
+        await _require_known_feed(client, args.feed)
     for item in page.get("items", []):
         printer.item(item)
     if not page.get("items"):
-        printer.note(f"{args.feed} has no items" + (" before that cursor" if args.before else ""))
+        printer.note(f"{args.feed} has no items" + (" before that cursor" if args.before else " that match"))
     if page.get("next_before") and not args.key_events:
         printer.note(f"older items: livefeed history --feed {args.feed} --before {page['next_before']}")
-    printer.note(f"live from here: livefeed tail --feed {args.feed} --since {page.get('cursor')}")
+    since = f" --since {page['cursor']}" if page.get("cursor") else ""
+    printer.note(f"live from here: livefeed tail --feed {args.feed}{since}")
     return ExitCode.ok
+
+
+async def _require_known_feed(client: Client, feed: str) -> None:
+    """A feed is known when history lists it (it has an item in retention); an empty page of any other is an error.
+
+    History answers an empty page for any well-formed slug, so only its feed list tells a typo from a quiet feed.
+    Private feeds are never listed: an empty one is reported as unknown too.
+    """
+    listed = (await client.get("/v1/feeds")).get("feeds", [])
+    if any(isinstance(entry, dict) and entry.get("feed") == feed for entry in listed):
+        return
+    raise CliError(ExitCode.not_found, f"no feed {feed}: it has no items in retention (a typo?). "
+                   "`livefeed feeds` lists the public feeds")
 
 
 async def _feeds(client: Client, printer: Printer, _: argparse.Namespace) -> int:
@@ -279,7 +359,8 @@ async def _feeds(client: Client, printer: Printer, _: argparse.Namespace) -> int
 
 
 async def _tail(client: Client, printer: Printer, args: argparse.Namespace) -> int:
-    tail = Tail(client, printer, args.feed, since=args.since, tags=args.tags, count=args.count)
+    tail = Tail(client, printer, args.feed, since=args.since, tags=args.tags, count=args.count,
+                give_up_s=args.give_up)
     try:
         return await tail.run()
     except asyncio.CancelledError:
@@ -356,6 +437,32 @@ def _bench(argv: list[str]) -> int:
         return ExitCode.failed
 
 
+def retry_command(argv: Sequence[str], key: str) -> str:
+    """``livefeed argv...`` with ``--idempotency-key key`` (replacing any given) and without ``--token``'s value."""
+    kept: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in ("--idempotency-key", "--token"):
+            skip = True
+        elif not arg.startswith(("--idempotency-key=", "--token=")):
+            kept.append(arg)
+    return shlex.join(["livefeed", *kept, "--idempotency-key", key])
+
+
+def _tell_unknown(printer: Printer, exc: OutcomeUnknown, argv: Sequence[str], *, retryable: bool) -> None:
+    printer.note(f"{exc.message}. It was sent with Idempotency-Key: {exc.key}")
+    if not retryable:
+        printer.note("running the command again is safe: it makes nothing that the first attempt could duplicate")
+        return
+    token = " (give the token as before: LIVEFEED_TOKEN, not shown here)" if any(
+        a == "--token" or a.startswith("--token=") for a in argv) else ""
+    printer.note(f"retry it safely with this command (the same key cannot apply the write twice){token}:")
+    printer.err.write(f"{retry_command(argv, exc.key)}\n")
+    printer.err.flush()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; returns (and, as a script, exits with) its exit code.
 
@@ -364,10 +471,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list[:1] == ["bench"]:
         return _bench(args_list[1:])
-    args = build_parser().parse_args(args_list)
+    parser = build_parser()
+    argcomplete.autocomplete(parser)
+    args = parser.parse_args(args_list)
     printer = Printer(json_lines=args.json)
     try:
         code = credentials.run(args, printer) if args.command == "credentials" else asyncio.run(_run(args, printer))
+    except OutcomeUnknown as exc:
+        _tell_unknown(printer, exc, args_list, retryable="idempotency_key" in args)
+        code = exc.code
     except CliError as exc:
         printer.note(exc.message)
         code = exc.code

@@ -9,12 +9,17 @@ snapshot's cursor. Items are printed only at a version newer than the one alread
 A private feed's stream is opened with the reader token (``Authorization: Bearer``). When it
 expires the server sends ``reauth`` and closes with 4401: the tail resumes from its cursor if
 ``LIVEFEED_READER_TOKEN_FILE`` holds a new token by then, and otherwise exits (code 3).
+
+Drops behind a reachable gateway (a restarting fanout, a 502) are resumed however long they
+last; a gateway that cannot be reached at all (refused, DNS, connect timeout) for ``give_up_s``
+without a break ends the tail with exit 4 and the command that resumes it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections import OrderedDict
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -57,7 +62,7 @@ class Tail:
 
     def __init__(
         self, client: Client, printer: Printer, feed: str, *,
-        since: str | None, tags: str | None, count: int | None,
+        since: str | None, tags: str | None, count: int | None, give_up_s: float = 15.0,
     ) -> None:
         self.client = client
         self.printer = printer
@@ -69,6 +74,8 @@ class Tail:
         self.connected = False
         self.seen: OrderedDict[str, int] = OrderedDict()
         self.token_used: str | None = None
+        self.give_up_s = give_up_s
+        self.unreachable_since: float | None = None
 
     def url(self) -> str:
         base = self.client.base_url
@@ -112,11 +119,22 @@ class Tail:
                         raise CliError(ExitCode.refused,
                                        f"the stream refused the request (HTTP {status}): {detail}") from None
                     why = f"HTTP {status}"
-                except (OSError, TimeoutError, ConnectionClosed, InvalidHandshake) as exc:
+                    self.unreachable_since = None
+                except ConnectionClosed as exc:
                     why = str(exc) or type(exc).__name__
+                except (OSError, TimeoutError, InvalidHandshake) as exc:
+                    why = str(exc) or type(exc).__name__
+                    if not self.connected:
+                        self.unreachable_since = self.unreachable_since or time.monotonic()
                 if self.connected:
                     attempt = 0
+                    self.unreachable_since = None
                 delay = self._delay(attempt)
+                if self.unreachable_since is not None:
+                    left = self.unreachable_since + self.give_up_s - time.monotonic()
+                    if left <= 0:
+                        raise CliError(ExitCode.unreachable, self._give_up_message(why))
+                    delay = min(delay, left)
                 self.printer.note(f"connection lost ({why}); reconnecting in {delay:.1f}s "
                                   f"from cursor {self.cursor or '(none yet)'}")
                 await asyncio.sleep(delay)
@@ -125,6 +143,11 @@ class Tail:
                     await self._reload_or_wait(attempt)
         except _Done:
             return ExitCode.ok
+
+    def _give_up_message(self, why: str) -> str:
+        resume = f"livefeed tail --feed {self.feed}" + (f" --since {self.cursor}" if self.cursor else "")
+        return (f"cannot reach livefeed at {self.client.base_url} for {self.give_up_s:g}s ({why}); check --url or "
+                f"LIVEFEED_URL and that the stack is running, then resume with: {resume}")
 
     @staticmethod
     def _delay(attempt: int) -> float:

@@ -60,6 +60,8 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
                 breaker=breaker,
                 idempotency=Idempotency(IdempotencyStore(redis, ttl_s=settings.idempotency_ttl_s),
                                         LocalAnswers(ttl_s=settings.idempotency_ttl_s), breaker),
+                external_ids=Idempotency(IdempotencyStore(redis, ttl_s=settings.retention_age_s),
+                                         LocalAnswers(ttl_s=settings.idempotency_ttl_s), breaker),
                 feeds=FeedCap(store, breaker, settings.max_feeds),
                 credentials=credentials,
                 limiter=RateLimiter(settings.write_rate_per_s, settings.write_burst),

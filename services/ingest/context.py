@@ -26,6 +26,8 @@ class IngestContext:
     store: ItemStore
     breaker: Breaker
     idempotency: Idempotency
+    external_ids: Idempotency
+    """Publishes by ``external_id`` (CMS re-syncs): one item per feed and external_id, see ``external_ids``."""
     feeds: FeedCap
     credentials: Credentials
     limiter: RateLimiter

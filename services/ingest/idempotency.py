@@ -17,7 +17,7 @@ import hashlib
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -26,7 +26,7 @@ import redis.asyncio as aioredis
 from shared import keys
 from shared.breaker import Breaker, StoreUnavailable
 
-__all__ = ["Claim", "Idempotency", "IdempotencyStore", "LocalAnswers", "op_id"]
+__all__ = ["Claim", "Idempotency", "IdempotencyStore", "LocalAnswers", "Outcome", "op_id"]
 
 _BEGIN = """
 local k = KEYS[1]
@@ -39,7 +39,7 @@ if not cur[1] then
   redis.call('EXPIRE', k, ttl)
   return {'new', item_id}
 end
-if cur[1] ~= fp then return {'mismatch'} end
+if cur[1] ~= fp then return {'mismatch', cur[5]} end
 if cur[2] == 'done' then return {'done', cur[3], cur[4]} end
 if cur[2] == 'failed' or tonumber(cur[6]) < now then
   redis.call('HSET', k, 'state', 'pending', 'owner', owner, 'lease', now + lease_ms)
@@ -78,6 +78,7 @@ class Claim:
     """What :meth:`IdempotencyStore.begin` decided for one request.
 
     ``unrecorded``: Redis could not be asked; the write goes ahead and its answer is kept locally.
+    ``item_id`` is the item the key stands for (``new``, ``unrecorded``, ``mismatch`` and a local ``done``).
     """
 
     kind: Literal["new", "done", "mismatch", "busy", "unrecorded"]
@@ -85,6 +86,19 @@ class Claim:
     item_id: str = ""
     status: int = 0
     body: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What :meth:`Idempotency.once` did: ``ran`` the work, ``replayed`` an earlier answer, or neither.
+
+    ``mismatch``: the key stands for another request (``item_id`` is its item); ``busy``: it is still running.
+    """
+
+    kind: Literal["ran", "replayed", "mismatch", "busy"]
+    status: int = 0
+    body: bytes = b""
+    item_id: str = ""
 
 
 class IdempotencyStore:
@@ -119,7 +133,7 @@ class IdempotencyStore:
             if kind == "done":
                 return Claim("done", status=int(result[1]), body=bytes(result[2]))
             if kind == "mismatch":
-                return Claim("mismatch")
+                return Claim("mismatch", item_id=result[1].decode())
             if time.monotonic() > deadline:
                 return Claim("busy")
             await asyncio.sleep(0.02)
@@ -180,7 +194,7 @@ class LocalAnswers:
             del self._answers[(scope, key)]
             return None
         if answer.fingerprint != fingerprint:
-            return Claim("mismatch")
+            return Claim("mismatch", item_id=answer.item_id)
         return Claim("done", item_id=answer.item_id, status=answer.status, body=answer.body)
 
     def items(self) -> list[tuple[tuple[str, str], _Answer]]:
@@ -226,3 +240,25 @@ class Idempotency:
                 pass
         if status is not None:
             self.answers.keep(scope, key, digest, claim.item_id, status, body)
+
+    async def once(
+        self, scope: str, key: str, digest: str, item_id: str,
+        work: Callable[[str], Awaitable[tuple[int, bytes]]],
+    ) -> Outcome:
+        """Run ``work(item_id)`` once per key and request ``digest``; a repeat gets the first answer.
+
+        ``item_id`` is used unless an earlier attempt with the key chose one already. A failed
+        ``work`` leaves the key free for a retry, which reuses that item id.
+        """
+        claim = await self.claim(scope, key, digest, item_id)
+        if claim.kind == "done":
+            return Outcome("replayed", claim.status, claim.body, claim.item_id)
+        if claim.kind in ("mismatch", "busy"):
+            return Outcome("mismatch" if claim.kind == "mismatch" else "busy", item_id=claim.item_id)
+        try:
+            status, body = await work(claim.item_id)
+        except BaseException:
+            await self.settle(scope, key, digest, claim, None)
+            raise
+        await self.settle(scope, key, digest, claim, status, body)
+        return Outcome("ran", status, body, claim.item_id)

@@ -15,7 +15,7 @@ from shared.models import ItemCreate, ItemUpdate
 from shared.openapi import BEARER, RetractAnswer, WriteAnswer, error_responses, item_create_examples
 from shared.wire import Event
 
-from . import lifecycle, permissions
+from . import external_ids, lifecycle, permissions
 from .context import IngestContext
 from .deps import Feed, IdempotencyKey, IfMatch, IngestDep, ItemId, Writer
 from .idempotency import op_id
@@ -49,28 +49,21 @@ async def _idempotent(
         status, body = await work(item_id, None)
         return Response(body, status_code=status, media_type="application/json")
     digest = hashlib.sha256(orjson.dumps(fingerprint, option=orjson.OPT_SORT_KEYS)).hexdigest()
-    claim = await ingest.idempotency.claim(caller, key, digest, item_id)
-    if claim.kind == "done":
-        return Response(claim.body, status_code=claim.status, media_type="application/json",
-                        headers={"Idempotent-Replayed": "true"})
-    if claim.kind == "mismatch":
+    outcome = await ingest.idempotency.once(caller, key, digest, item_id,
+                                            lambda claimed: work(claimed, op_id(caller, key)))
+    if outcome.kind == "mismatch":
         raise ApiError(
             422,
             "idempotency_key_reused",
             "This Idempotency-Key was used for a different request; use a new key for a new write.",
             fields=[{"field": "Idempotency-Key", "message": "already used with another body"}],
         )
-    if claim.kind == "busy":
+    if outcome.kind == "busy":
         raise ApiError(409, "idempotency_key_in_use",
                        "A request with this Idempotency-Key is still running; retry shortly.",
                        headers={"Retry-After": "1"})
-    try:
-        status, body = await work(claim.item_id, op_id(caller, key))
-    except BaseException:
-        await ingest.idempotency.settle(caller, key, digest, claim, None)
-        raise
-    await ingest.idempotency.settle(caller, key, digest, claim, status, body)
-    return Response(body, status_code=status, media_type="application/json")
+    headers = {"Idempotent-Replayed": "true"} if outcome.kind == "replayed" else None
+    return Response(outcome.body, status_code=outcome.status, media_type="application/json", headers=headers)
 
 
 async def _current(ingest: IngestContext, feed: str, item_id: str) -> dict[str, Any]:
@@ -99,24 +92,38 @@ async def _change(
 
 
 @router.post("", status_code=201, response_model=WriteAnswer, summary="Publish an item", dependencies=BEARER,
-             responses=error_responses(400, 401, 403, 409, 413, 422, 429, 503), openapi_extra=item_create_examples())
+             responses={**error_responses(400, 401, 403, 409, 410, 413, 422, 429, 503),
+                        **external_ids.RESYNC_RESPONSES},
+             openapi_extra=item_create_examples())
 async def publish_item(
     feed: Feed, create: ItemCreate, ingest: IngestDep, caller: Writer, idempotency_key: IdempotencyKey = None
 ) -> Response:
-    """Publish a new item to ``feed`` (created on first post). 201 once Kafka has the event."""
+    """Publish a new item to ``feed`` (created on first post). 201 once Kafka has the event.
+
+    With an ``external_id`` already published in ``feed``: 200 with that item as it stands, or 409
+    if it was published with another body, or 410 if it was retracted (see ``external_ids``).
+    """
     permissions.require_publish(caller, feed, pinned=create.pinned)
     if not await ingest.feeds.allows(feed):
         raise ApiError(422, "too_many_feeds", f"livefeed holds at most {ingest.settings.max_feeds} feeds.",
                        fields=[{"field": "feed", "message": "feed limit reached"}])
     now = lifecycle.now_utc()
 
-    async def work(item_id: str, op: str | None) -> tuple[int, bytes]:
+    async def send(item_id: str, op: str | None) -> tuple[int, bytes]:
         event = lifecycle.publish(feed, item_id, create, now, op, by=caller.name)
         cursor = await ingest.publisher.send(event)
         return _answer(201, event.item, cursor)
 
+    async def work(item_id: str, op: str | None) -> tuple[int, bytes]:
+        if create.external_id is None:
+            return await send(item_id, op)
+        return await external_ids.publish_once(ingest, feed, create, item_id, send)
+
     fingerprint = {"op": "publish", "feed": feed, "body": create.model_dump(mode="json")}
-    return await _idempotent(ingest, caller.name, idempotency_key, fingerprint, lifecycle.new_item_id(now), work)
+    response = await _idempotent(ingest, caller.name, idempotency_key, fingerprint, lifecycle.new_item_id(now), work)
+    if response.status_code == 200:
+        response.headers[external_ids.REPLAYED_HEADER] = "true"
+    return response
 
 
 @router.patch("/{item_id}", response_model=WriteAnswer, summary="Edit or correct an item", dependencies=BEARER,

@@ -105,7 +105,7 @@ def test_the_same_idempotency_key_publishes_once(base_url: str, feed: str) -> No
         (["post", "--feed", "world", "x"], None, 3, "LIVEFEED_TOKEN"),
         (["post", "--feed", "world", "x"], "wrong-token", 3, "refused"),
         (["history", "--feed", "world", "--url", "not a url"], TEST_TOKEN, 2, "http(s) URL"),
-        (["post", "--feed", "world", "x", "--tag", "Not A Tag"], TEST_TOKEN, 7, "tags"),
+        (["post", "--feed", "world", "x", "--tag", "Not A Tag"], TEST_TOKEN, 2, "a tag is lowercase"),
         (["edit", "--feed", "world", "0" * 26, "--headline", "x"], TEST_TOKEN, 5, "No item"),
         (["edit", "--feed", "world", "0" * 26], TEST_TOKEN, 2, "nothing to change"),
         (["post", "--feed", "Not_A_Feed", "x"], TEST_TOKEN, 2, "lowercase"),

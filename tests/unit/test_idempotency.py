@@ -68,7 +68,7 @@ def test_a_retry_with_the_same_body_gets_the_first_answer() -> None:
 def test_the_same_key_with_another_body_is_a_mismatch_and_the_answer_stays() -> None:
     store, _ = answers()
     keep(store, "k")
-    assert store.claim(SCOPE, "k", "other") == Claim("mismatch")
+    assert store.claim(SCOPE, "k", "other") == Claim("mismatch", item_id="item-k")
     claim = store.claim(SCOPE, "k", "fp")
     assert claim is not None and claim.kind == "done"
 
