@@ -14,14 +14,18 @@ from typing import Any
 
 import schemathesis
 
-_VALID_KEY = re.compile(r"[\x21-\x7e]{1,100}")
+_VALID_KEY = re.compile(r"[\x21-\x7e]{1,128}")
 _numbers = itertools.count()
 
 
 @schemathesis.hook
 def before_call(context: Any, case: Any, **kwargs: Any) -> None:
-    """Suffix a valid ``Idempotency-Key`` with a run-wide counter (still valid: at most 128 characters)."""
+    """Suffix a valid ``Idempotency-Key`` with a run-wide counter, cut so it stays at most 128 characters.
+
+    Long keys too: a generated 128-character key repeated for another item is a fair 422 that
+    schemathesis would count against the schema.
+    """
     headers = case.headers or {}
     key = headers.get("Idempotency-Key")
     if isinstance(key, str) and _VALID_KEY.fullmatch(key):
-        headers["Idempotency-Key"] = f"{key}-{next(_numbers)}"
+        headers["Idempotency-Key"] = f"{key[:100]}-{next(_numbers)}"
