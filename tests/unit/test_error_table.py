@@ -1,4 +1,4 @@
-"""docs/errors.md lists every error code the services and the gateway answer with, and no other."""
+"""The README's "Error codes" table lists every error code the services and the gateway answer with, and no other."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 from shared import http
 
 ROOT = Path(__file__).resolve().parents[2]
-TABLE = ROOT / "docs" / "errors.md"
+README = ROOT / "README.md"
 TEMPLATE = ROOT / "deploy" / "nginx" / "livefeed.conf.template"
 RAISERS = {"ApiError", "refusal", "_refusal"}
 """Calls that make an error: ``ApiError(status, code, ...)`` and the fanout's and reader tokens' helpers."""
@@ -17,7 +17,8 @@ RAISERS = {"ApiError", "refusal", "_refusal"}
 
 def documented() -> dict[str, set[int]]:
     """Each code in the table with the statuses its row gives (none for "any")."""
-    rows = re.findall(r"^\| `([a-z_]+)` \| ([^|]+) \|", TABLE.read_text(), flags=re.MULTILINE)
+    section = README.read_text().split("\n## Error codes\n", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| `([a-z_]+)` \| ([^|]+) \|", section, flags=re.MULTILINE)
     return {code: {int(s) for s in re.findall(r"\d{3}", statuses)} for code, statuses in rows}
 
 
@@ -57,7 +58,7 @@ def test_the_table_lists_exactly_the_codes_in_the_code() -> None:
     in_code = set(raised_in_python()) | set(answered_by_gateway())
     in_table = set(documented())
     assert in_table - in_code == set(), "documented but never answered"
-    assert in_code - in_table == set(), "answered but not in docs/errors.md"
+    assert in_code - in_table == set(), "answered but not in the README's Error codes table"
 
 
 def test_the_table_gives_each_code_its_statuses() -> None:
