@@ -113,15 +113,26 @@ class FeedSet:
         return f"FeedSet({list(self.patterns)!r})"
 
 
+_NOT_TEXT = r"\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff"
+"""What no newsroom text may hold besides newline and tab: control characters (C0, DEL, C1), lone
+surrogates and U+FFFE/U+FFFF, which XML 1.0 forbids: one such character made the whole Atom feed
+unreadable. Both the validators and the schema patterns below are built from this one rule."""
+_NOT_LINE = r"\x09\x0a" + _NOT_TEXT
+_NOT_TEXT_RE = re.compile(f"[{_NOT_TEXT}]")
+_NOT_LINE_RE = re.compile(f"[{_NOT_LINE}]")
+_HTTP_URL_PATTERN = f"^https?://[^\\s/?#@{_NOT_TEXT}]+(?:[/?#][^\\s{_NOT_TEXT}]*)?$"
+_HTTP_URL_RE = re.compile(_HTTP_URL_PATTERN)
+
+
 def _no_control_chars(value: str) -> str:
-    if any(ord(ch) < 32 and ch not in "\n\t" for ch in value):
+    if _NOT_TEXT_RE.search(value):
         raise ValueError("must not contain control characters")
     return value
 
 
 def _http_url(value: str) -> str:
-    if not value.startswith(("https://", "http://")):
-        raise ValueError("must be an http(s) URL")
+    if _HTTP_URL_RE.fullmatch(value) is None:
+        raise ValueError("must be an http(s) URL with a host, without spaces or control characters")
     return value
 
 
@@ -132,7 +143,7 @@ def _image_url(value: str) -> str:
 
 
 def _one_line(value: str) -> str:
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+    if _NOT_LINE_RE.search(value):
         raise ValueError("must be one line without control characters")
     return value
 
@@ -147,25 +158,25 @@ class Status(StrEnum):
     retracted = "retracted"
 
 
-_TEXT = r"[^\x00-\x08\x0b-\x1f]*"
+_TEXT = f"[^{_NOT_TEXT}]*"
 """Text without control characters but newline and tab: what ``_no_control_chars`` lets through, for the schema."""
 Headline = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_HEADLINE),
     AfterValidator(_no_control_chars),
-    Field(json_schema_extra={"pattern": rf"^{_TEXT}[^\s\x00-\x1f]{_TEXT}$"}),
+    Field(json_schema_extra={"pattern": f"^{_TEXT}[^\\s{_NOT_TEXT}]{_TEXT}$"}),
 ]
 Body = Annotated[str, StringConstraints(max_length=MAX_BODY), AfterValidator(_no_control_chars),
                  Field(json_schema_extra={"pattern": rf"^{_TEXT}$"})]
 Tag = Annotated[str, StringConstraints(pattern=TAG_PATTERN)]
 Tags = Annotated[list[Tag], Field(max_length=MAX_TAGS)]
 Url = Annotated[str, StringConstraints(max_length=2048), AfterValidator(_http_url),
-                Field(json_schema_extra={"pattern": "^https?://"})]
+                Field(json_schema_extra={"pattern": _HTTP_URL_PATTERN})]
 ImageUrl = Annotated[str, StringConstraints(max_length=2048), AfterValidator(_image_url),
                      Field(json_schema_extra={"pattern": IMAGE_URL_PATTERN})]
-_LINE = r"^[^\x00-\x1f\x7f]*$"
+_LINE = f"^[^{_NOT_LINE}]*$"
 """One line of text without control characters: what ``_one_line`` lets through, for the schema."""
-_LINE_NOT_BLANK = r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$"
+_LINE_NOT_BLANK = f"^[^{_NOT_LINE}]*[^\\s{_NOT_LINE}][^{_NOT_LINE}]*$"
 Alt = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500), AfterValidator(_one_line),
                 Field(json_schema_extra={"pattern": _LINE_NOT_BLANK})]
 ImageText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=500), AfterValidator(_one_line),

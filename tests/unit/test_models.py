@@ -215,3 +215,26 @@ def test_valid_tag(text: str, expected: bool) -> None:
 ])
 def test_valid_item_id(text: str, expected: bool) -> None:
     assert valid_item_id(text) is expected
+
+
+@pytest.mark.parametrize("bad", ["\uffff", "\ufffe", "\x85", "\x7f", "\ud800", "\x00"])
+@pytest.mark.parametrize("field", ["headline", "body", "byline"])
+def test_text_xml_cannot_carry_is_refused(field: str, bad: str) -> None:
+    """One U+FFFF in a headline made the whole Atom feed unreadable (outside review, issue 12)."""
+    fields = {"headline": "h", field: f"pasted {bad} text"}
+    with pytest.raises(ValidationError) as caught:
+        ItemCreate.model_validate(fields)
+    assert [e["loc"][0] for e in caught.value.errors()] == [field]
+
+
+@pytest.mark.parametrize(
+    "url", ["https://", "https://x.example/\x00", "https://x .example/", "https://x.example/\uffff", "https:// x"]
+)
+def test_a_url_needs_a_host_and_no_spaces_or_control_characters(url: str) -> None:
+    with pytest.raises(ValidationError):
+        ItemCreate(headline="h", url=url)
+
+
+def test_ordinary_text_and_urls_pass() -> None:
+    item = ItemCreate(headline="Ünïcödé 🎉\ttab", url="https://news.example/a/b?c=d#e")
+    assert item.url == "https://news.example/a/b?c=d#e"

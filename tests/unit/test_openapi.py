@@ -147,5 +147,5 @@ def test_an_edit_documents_what_the_server_refuses(ingest_doc: dict[str, Any]) -
     nullable = {name for name, field in update["properties"].items() if {"type": "null"} in field.get("anyOf", [])}
     assert nullable == {"url", "byline"}
     create = ingest_doc["components"]["schemas"]["ItemCreate"]
-    assert create["properties"]["url"]["anyOf"][0]["pattern"] == "^https?://"
+    assert create["properties"]["url"]["anyOf"][0]["pattern"].startswith("^https?://[^")
     assert "pattern" in create["properties"]["headline"]
