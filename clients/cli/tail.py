@@ -38,6 +38,9 @@ RESET_CLOSE_CODE = 4000
 REAUTH_CLOSE_CODE = 4401
 BASE_DELAY_S = 0.5
 MAX_DELAY_S = 15.0
+OPEN_TIMEOUT_S = 10.0
+"""How long one connection attempt may take; never longer than --give-up, so a gateway that accepts
+connections and never answers is given up on in time too."""
 SILENCE_S = 90.0
 SNAPSHOT_LIMIT = 100
 SEEN_LIMIT = 10_000
@@ -90,6 +93,7 @@ class Tail:
         try:
             while True:
                 self.connected = False
+                tried_at = time.monotonic()
                 try:
                     await self._follow()
                     why = "the server closed the stream"
@@ -125,7 +129,7 @@ class Tail:
                 except (OSError, TimeoutError, InvalidHandshake) as exc:
                     why = str(exc) or type(exc).__name__
                     if not self.connected:
-                        self.unreachable_since = self.unreachable_since or time.monotonic()
+                        self.unreachable_since = self.unreachable_since or tried_at
                 if self.connected:
                     attempt = 0
                     self.unreachable_since = None
@@ -157,7 +161,8 @@ class Tail:
         self.token_used = self.client.reader_token.read()
         headers = {"Authorization": f"Bearer {self.token_used}"} if self.token_used else None
         async with connect(
-            self.url(), open_timeout=10, ping_interval=20, ping_timeout=20, close_timeout=2,
+            self.url(), open_timeout=min(OPEN_TIMEOUT_S, self.give_up_s), ping_interval=20, ping_timeout=20,
+            close_timeout=2,
             max_size=2**20, user_agent_header="livefeed-cli/1", additional_headers=headers,
         ) as ws:
             await self._read(ws)

@@ -120,6 +120,20 @@ def test_tail_against_an_unreachable_gateway_gives_up_after_its_documented_bound
     assert 14 <= elapsed <= 35, elapsed
 
 
+def test_tail_gives_up_in_time_on_a_gateway_that_accepts_and_never_answers(base_url: str) -> None:
+    """Each connection attempt is bounded by --give-up too: it took 21 s with --give-up 5 (outside review)."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(50)
+        port = silent.getsockname()[1]
+        started = time.monotonic()
+        done = subprocess.run([*CLI, "tail", "--feed", "world", "--url", f"http://127.0.0.1:{port}", "--give-up", "3"],
+                              env=cli_env(base_url), cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
+        elapsed = time.monotonic() - started
+    assert done.returncode == 4, done.stderr
+    assert elapsed < 9, elapsed
+
+
 @pytest.mark.parametrize(
     ("args", "code", "says"),
     [
