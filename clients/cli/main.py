@@ -437,16 +437,21 @@ def _bench(argv: list[str]) -> int:
         return ExitCode.failed
 
 
+_NOT_REPEATED = ("--idempotency-key", "--token", "--timeout", "--retries")
+"""Options the retry command leaves out: the key is replaced, the token never printed, and the
+timeout and retries that left the outcome unknown would only leave it unknown again."""
+
+
 def retry_command(argv: Sequence[str], key: str) -> str:
-    """``livefeed argv...`` with ``--idempotency-key key`` (replacing any given) and without ``--token``'s value."""
+    """``livefeed argv...`` with ``--idempotency-key key``, without the options of ``_NOT_REPEATED``."""
     kept: list[str] = []
     skip = False
     for arg in argv:
         if skip:
             skip = False
-        elif arg in ("--idempotency-key", "--token"):
+        elif arg in _NOT_REPEATED:
             skip = True
-        elif not arg.startswith(("--idempotency-key=", "--token=")):
+        elif not arg.startswith(tuple(f"{option}=" for option in _NOT_REPEATED)):
             kept.append(arg)
     return shlex.join(["livefeed", *kept, "--idempotency-key", key])
 

@@ -8,8 +8,15 @@ from clients.cli.main import retry_command
 
 
 def test_the_retry_is_the_same_command_with_the_key() -> None:
-    argv = ["post", "--feed", "ukraine", "Kyiv: sirens", "--body", "it's loud", "--timeout", "0.5"]
+    argv = ["post", "--feed", "ukraine", "Kyiv: sirens", "--body", "it's loud"]
     assert shlex.split(retry_command(argv, "cli-abc")) == ["livefeed", *argv, "--idempotency-key", "cli-abc"]
+
+
+def test_the_retry_drops_the_timeout_and_retries_that_left_the_outcome_unknown() -> None:
+    """Printed as given, 'post --timeout 0.001 --retries 0' only ended unknown again (outside review)."""
+    argv = ["post", "--feed", "ukraine", "x", "--timeout", "0.001", "--retries=0", "--url", "http://gw"]
+    assert shlex.split(retry_command(argv, "k")) == ["livefeed", "post", "--feed", "ukraine", "x", "--url", "http://gw",
+                                                     "--idempotency-key", "k"]
 
 
 def test_a_given_key_is_replaced_and_the_token_is_never_printed() -> None:
