@@ -190,6 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
     edit.add_argument("--unpin", dest="pinned", action="store_const", const=False, help="unpin it")
     edit.add_argument("--key-event", action=argparse.BooleanOptionalAction, default=None,
                       help="list it among the key events (or not)")
+    edit.add_argument("--correction", metavar="NOTE",
+                      help="a correction note: readers see 'Corrected HH:MM: NOTE' on the item (one line, 500 max)")
     edit.add_argument("--if-match", metavar="VERSION", help="refuse (exit 6) unless the item is at this version")
 
     retract = command("retract", "retract an item: readers' pages remove it")
@@ -286,6 +288,7 @@ async def _edit(client: Client, printer: Printer, args: argparse.Namespace) -> i
         for name, value in (
             ("headline", args.headline), ("body", _read_body(args)), ("byline", args.byline), ("url", args.link),
             ("urgency", args.urgency), ("pinned", args.pinned), ("key_event", args.key_event),
+            ("correction", args.correction),
         )
         if value is not None
     }

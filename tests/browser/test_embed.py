@@ -395,6 +395,7 @@ async def test_a_widget_item_shows_its_picture_in_a_fixed_box_and_its_correction
     await expect_headlines(page, "w1", ["Flooded streets in the new town"])
     correction = page.locator("#w1 li:not([hidden]) [part~=correction]").first
     await expect(correction).to_contain_text("Corrected")
+    await expect(correction).to_contain_text(": It was the new town.")
     await expect(correction).to_have_attribute("title", "It was the new town.")
     assert await layout_shift(page) == 0
     assert console.errors == []

@@ -56,8 +56,9 @@ def test_post_edit_retract_and_history(base_url: str, feed: str) -> None:
     assert (item["byline"], item["url"]) == ("City desk", "https://police.example/x")
 
     edited = run_json(base_url, "edit", "--feed", feed, item["id"], "--headline", "Bridge reopened",
-                      "--normal", "--unpin", "--if-match", "1")
+                      "--normal", "--unpin", "--if-match", "1", "--correction", "The bridge reopened at noon.")
     assert edited["item"]["headline"] == "Bridge reopened" and edited["item"]["version"] == 2
+    assert edited["item"]["correction"]["note"] == "The bridge reopened at noon."
     assert edited["item"]["urgency"] == "normal" and edited["item"]["pinned"] is False
     assert edited["item"]["body"] == "Police ask drivers to avoid the area."
 

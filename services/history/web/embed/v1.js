@@ -264,7 +264,8 @@ ol{list-style:none;position:relative;height:calc(var(--n)*5.6em)}
 li{display:grid;grid-template-rows:1.3em 2.6em 1.3em;grid-template-columns:minmax(0,1fr) auto;height:5.6em;padding:.2em 0 calc(.2em - 1px);border-bottom:1px solid var(--livefeed-rule,#dcdcdc);overflow:hidden}
 li[hidden]{visibility:hidden;display:grid}
 .m{display:flex;gap:.5em;font-size:.8em;line-height:1.625em;color:var(--livefeed-muted,#5b5b5b)}
-time{font-weight:700}
+time{font-weight:700;flex:none}
+.c{min-width:0;white-space:nowrap;overflow:hidden;text-overflow:ellipsis}
 .b{margin-inline-start:auto;font-weight:800;text-transform:uppercase;letter-spacing:.06em;color:var(--livefeed-accent,#c70000)}
 .h{display:-webkit-box;-webkit-box-orient:vertical;-webkit-line-clamp:2;overflow:hidden;font-weight:700}
 a.h:hover,a.h:focus-visible{text-decoration:underline}
@@ -337,7 +338,7 @@ class LivefeedFeed extends HTMLElement {
       const meta = el('div', 'm', 'meta');
       const badge = el('span', 'b', 'badge');
       badge.textContent = 'Breaking';
-      meta.append(el('time', '', 'time'), el('span', '', 'correction'), badge);
+      meta.append(el('time', '', 'time'), el('span', 'c', 'correction'), badge);
       const image = el('img', 'i', 'image');
       image.loading = 'lazy';
       image.decoding = 'async';
@@ -380,7 +381,7 @@ class LivefeedFeed extends HTMLElement {
       time.dateTime = item.published_at;
       time.textContent = when(item.published_at);
       const note = item.correction;
-      correction.textContent = note ? `Corrected ${when(note.corrected_at)}` : '';
+      correction.textContent = note ? `Corrected ${when(note.corrected_at)}: ${note.note}` : '';
       correction.title = note ? note.note : '';
       const picture = (item.images || []).find((i) => /^https:\/\//.test(i.url));
       image.hidden = !picture;
