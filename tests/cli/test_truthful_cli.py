@@ -38,13 +38,27 @@ def _count(base_url: str, feed: str) -> int:
     return len(page["items"])
 
 
+def _without_timeouts(args: list[str]) -> list[str]:
+    """``args`` without ``--timeout``/``--retries`` and their values, which the printed retry leaves out."""
+    kept: list[str] = []
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg in ("--timeout", "--retries"):
+            skip = True
+        else:
+            kept.append(arg)
+    return kept
+
+
 def _retry_until_published_once(base_url: str, feed: str, args: list[str], stderr: str) -> None:
     """The printed command is the same command with the printed key, and it makes exactly one item."""
     assert "may have been applied" in stderr and "Idempotency-Key" in stderr
     retry = _retry_command(stderr)
     key = retry[retry.index("--idempotency-key") + 1]
     assert key in stderr.split("Idempotency-Key")[1]
-    assert retry[0] == "livefeed" and retry[1:] == [*args, "--idempotency-key", key]
+    assert retry[0] == "livefeed" and retry[1:] == [*_without_timeouts(args), "--idempotency-key", key]
     again = run_json(base_url, *retry[1:], "--timeout", "15")
     once_more = run_json(base_url, *retry[1:], "--timeout", "15")
     assert once_more["item"]["id"] == again["item"]["id"]
