@@ -20,7 +20,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from shared.kafka import make_consumer, read_topic_epoch, topic_partitions, wait_for_kafka
+from shared.kafka import make_consumer, read_topic_epoch, stop_consumer, topic_partitions, wait_for_kafka
 from shared.metrics import FANOUT_DELIVERIES, PUBLISH_TO_DELIVERY_SECONDS, LagGauge
 from shared.settings import FanoutSettings
 from shared.wire import event_or_none
@@ -170,7 +170,7 @@ async def open_pump(settings: FanoutSettings) -> AsyncIterator[Pump]:
         tps = [TopicPartition(settings.topic, p) for p in sorted(partitions)]
         yield Pump(consumer, epoch, tps, settings.fanout_warmup)
     finally:
-        await consumer.stop()
+        await stop_consumer(consumer)
 
 
 def _delivered(chunk: list[tuple[Encoded, list[Subscriber]]], accepted_ms: list[float]) -> None:

@@ -25,7 +25,7 @@ from aiokafka.errors import CommitFailedError
 
 from shared.breaker import STORE_ERRORS
 from shared.cursor import Cursor
-from shared.kafka import make_consumer
+from shared.kafka import make_consumer, stop_consumer
 from shared.metrics import REDIS_ERRORS, LagGauge
 from shared.settings import HistorySettings
 from shared.store import ItemStore
@@ -106,7 +106,7 @@ class HistoryConsumer:
                 self._redis_answers()
                 self._check_caught_up(consumer)
         finally:
-            await consumer.stop()
+            await stop_consumer(consumer)
 
     async def _adopt_epoch(self) -> None:
         """Start from empty when Redis holds another topic epoch's data (or none)."""
