@@ -43,9 +43,11 @@ async def test_a_correction_reads_corrected_with_its_note_live_and_after_reload(
     page: Page, api: httpx.AsyncClient, feed: str
 ) -> None:
     corrected = await post(api, feed, "Quake of magnitude 7.1")
-    edited = await post(api, feed, "Roads closed")
-    last = await api.get(f"/v1/feeds/{feed}/items")
-    await history_reached(api, feed, last.json()["cursor"])
+    written = await api.post(f"/v1/feeds/{feed}/items", json={"headline": "Roads closed"})
+    assert written.status_code == 201, written.text
+    edited = written.json()["item"]
+    # The write's own cursor: a list read right after the post could predate it (cursor None).
+    await history_reached(api, feed, written.json()["cursor"])
     await open_reader(page, feed)
 
     correction = {"headline": "Quake of magnitude 6.1", "correction": "The magnitude was 6.1, not 7.1."}
@@ -96,9 +98,10 @@ async def test_an_image_loads_lazily_into_its_reserved_box_without_layout_shift(
     await post(api, feed, "Far down the page", images=[image("below")])
     for n in range(15):
         await post(api, feed, f"Filler {n}", body="A long body line that fills the page. " * 60)
-    top = await post(api, feed, "At the top", images=[image("top")])
-    last = await api.get(f"/v1/feeds/{feed}/items")
-    await history_reached(api, feed, last.json()["cursor"])
+    written = await api.post(f"/v1/feeds/{feed}/items", json={"headline": "At the top", "images": [image("top")]})
+    assert written.status_code == 201, written.text
+    top = written.json()["item"]
+    await history_reached(api, feed, written.json()["cursor"])
 
     page = problems.watch(await context.new_page())
     await page.add_init_script(COLLECT_SHIFTS)
