@@ -162,9 +162,10 @@ class Tailing:
 
 
 @contextlib.asynccontextmanager
-async def tailing(base_url: str, *args: str) -> AsyncIterator[Tailing]:
+async def tailing(base_url: str, *args: str, env: dict[str, str] | None = None) -> AsyncIterator[Tailing]:
+    """``livefeed tail --json args`` (with ``env``, else the newsroom's), killed on the way out."""
     process = await asyncio.create_subprocess_exec(
-        *CLI, "tail", "--json", *args, env=cli_env(base_url), cwd=ROOT,
+        *CLI, "tail", "--json", *args, env=env or cli_env(base_url), cwd=ROOT,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
     try:

@@ -10,7 +10,6 @@ import contextlib
 import subprocess
 import time
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -19,6 +18,7 @@ from pydantic import SecretStr
 
 from shared.reader_tokens import ReaderTokens
 from tests.cli.test_cli import CLI, ROOT, Tailing, cli_env
+from tests.cli.test_cli import tailing as newsroom_tailing
 from tests.conftest import READER_TOKEN_KEY
 
 pytestmark = pytest.mark.stack
@@ -63,18 +63,9 @@ async def test_history_of_a_private_feed_needs_its_reader_token(
         assert "Wire copy for history" in done.stdout
 
 
-@contextlib.asynccontextmanager
-async def tailing(base_url: str, *args: str, **env: str) -> AsyncIterator[Tailing]:
-    process = await asyncio.create_subprocess_exec(
-        *CLI, "tail", "--json", *args, env=reader_env(base_url, **env), cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        yield Tailing(process)
-    finally:
-        if process.returncode is None:
-            process.kill()
-        await asyncio.wait_for(process.wait(), 10)
+def tailing(base_url: str, *args: str, **env: str) -> contextlib.AbstractAsyncContextManager[Tailing]:
+    """``livefeed tail`` as a reader: no newsroom token, ``env`` added (the reader token's variables)."""
+    return newsroom_tailing(base_url, *args, env=reader_env(base_url, **env))
 
 
 async def test_tail_resumes_with_a_renewed_token_file_and_stops_on_an_expired_token(
