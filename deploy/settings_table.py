@@ -101,6 +101,11 @@ def _describe(name: str, info: FieldInfo) -> str:
 
 
 def _format_default(info: FieldInfo) -> str:
+    """The default as the environment would spell it; a default that depends on the host (the CPU
+    count) is shown as the field's ``json_schema_extra["shown_default"]`` instead, the same everywhere."""
+    extra = info.json_schema_extra
+    if isinstance(extra, dict) and isinstance(extra.get("shown_default"), str):
+        return str(extra["shown_default"])
     value: object = info.get_default(call_default_factory=True, validated_data={})
     if isinstance(value, list | tuple):
         return ",".join(_scalar(item) for item in value)

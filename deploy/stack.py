@@ -61,8 +61,10 @@ class Topology:
     kafka_controller: int = 9093
     redis: int = 6380
     ingest_metrics: int = 9101
-    history_metrics: int = 9102
-    fanout_metrics: int = 9103
+    history_metrics: int = 9201
+    fanout_metrics: int = 9301
+    """Each service's metrics port is its first worker's; worker i serves on it plus i. Blocks of 100
+    keep the workers of different services apart up to ``shared.workers.MAX_WORKERS`` each."""
     host: str = "127.0.0.1"
 
     @classmethod
@@ -131,6 +133,7 @@ class Stack:
             "LIVEFEED_FANOUT_PORT": str(t.fanout),
             "LIVEFEED_FANOUT_SSE_PORT": str(t.fanout_sse),
             "LIVEFEED_ALLOWED_ORIGINS": f"http://{t.host}:{t.gateway},http://localhost:{t.gateway}",
+            "LIVEFEED_PUBLIC_URL": t.base_url,
             "LIVEFEED_METRICS_HOST": t.host,
             "LIVEFEED_INGEST_METRICS_PORT": str(t.ingest_metrics),
             "LIVEFEED_HISTORY_METRICS_PORT": str(t.history_metrics),

@@ -5,6 +5,9 @@ Every error answer is an :class:`~shared.errors.ApiError` rendered by :func:`err
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +25,7 @@ from starlette.types import ASGIApp, Lifespan, Message, Receive, Scope, Send
 from .breaker import Breaker, StoreUnavailable
 from .errors import ApiError
 from .models import EXTERNAL_ID_PATTERN, FEED_PATTERN, FEED_SET_PATTERN, ITEM_ID_PATTERN, TAG_PATTERN
+from .workers import STARTUP_FAILURE, worker_index
 
 __all__ = [
     "ApiError",
@@ -161,13 +165,13 @@ def create_api(title: str, description: str, lifespan: Lifespan[FastAPI]) -> Fas
     install_docs(app)
 
     @app.get("/healthz", include_in_schema=False)
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    async def healthz() -> dict[str, str | int]:
+        return {"status": "ok", "worker": worker_index()}
 
     return app
 
 
-def serve(app: ASGIApp, host: str, port: int) -> None:
+def serve(app: ASGIApp, host: str, port: int, *, reuse_port: bool = False) -> None:
     """Run ``app`` under uvicorn on uvloop; logs stay ours (JSON), one access line per request.
 
     Forwarded headers are trusted from the gateway (FORWARDED_ALLOW_IPS, default 127.0.0.1).
@@ -175,10 +179,30 @@ def serve(app: ASGIApp, host: str, port: int) -> None:
     them (60 s): if uvicorn closed first (its default is 5 s), nginx could send a request down a
     connection at the instant it closes and answer a POST with 502, since it never retries one.
     A SIGTERM waits at most ``SHUTDOWN_S`` for running requests (uvicorn's default is forever).
+
+    With ``reuse_port`` (a service of several workers, :mod:`shared.workers`) each worker binds
+    the port itself with ``SO_REUSEPORT`` and the kernel spreads new connections over them.
+    uvicorn listens on that socket only once the app's startup is done, so a worker still waiting
+    for Kafka is given no connection; one that exits takes only its own unaccepted ones with it.
     """
-    uvicorn.run(app, host=host, port=port, loop="uvloop", http="httptools", log_config=None,
-                access_log=False, proxy_headers=True, timeout_keep_alive=KEEP_ALIVE_S,
-                timeout_graceful_shutdown=SHUTDOWN_S)
+    config = uvicorn.Config(app, host=host, port=port, loop="uvloop", http="httptools", log_config=None,
+                            access_log=False, proxy_headers=True, timeout_keep_alive=KEEP_ALIVE_S,
+                            timeout_graceful_shutdown=SHUTDOWN_S)
+    server = uvicorn.Server(config)
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run(sockets=[_reuse_port_socket(host, port)] if reuse_port else None)
+    if not server.started:
+        sys.exit(STARTUP_FAILURE)
+
+
+def _reuse_port_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host:port`` with SO_REUSEPORT, not yet listening (uvicorn listens after startup)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    return sock
 
 
 def install_docs(app: FastAPI) -> None:

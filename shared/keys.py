@@ -18,6 +18,7 @@ head:{feed}         string   cursor of the feed's last applied event          hi
 wm:{partition}      string   the partition offset history has applied         history
 op:{op}             string   the item a keyed publish made (Event.op)         history
 meta:epoch          string   the topic epoch the data belongs to              history
+meta:history-status string   the consumer's readiness, for history's workers  history
 idem:{scope}:{key}  hash     an Idempotency-Key's claim and answer            ingest
 lock:{feed}:{id}    string   a short lock while an item is edited             ingest
 =================== ======== ================================================ ==========
@@ -50,6 +51,7 @@ PATTERNS: dict[str, str] = {
     "wm": "wm:{partition}",
     "op": "op:{op}",
     "epoch": "meta:epoch",
+    "status": "meta:history-status",
     "idem": "idem:{scope}:{key}",
     "lock": "lock:{feed}:{id}",
 }

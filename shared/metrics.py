@@ -208,11 +208,12 @@ class LagGauge:
                 CONSUMER_LAG.labels(self.service, str(partition)).set(max(0, end - position))
 
 
-def serve_metrics(host: str, port: int) -> None:
-    """Serve every metric at ``http://host:port/metrics`` from a daemon thread, for the life of the process.
+def serve_metrics(host: str, port: int, worker: int = 0) -> None:
+    """Serve this process's metrics at ``http://host:port+worker/metrics`` from a daemon thread, for its life.
 
-    Call it first thing in a service's ``main``, so the metrics can be scraped while the service
-    still waits for Kafka. A port already taken raises here: a misconfigured service fails at
-    start instead of running unobserved.
+    Each worker process of a service (:mod:`shared.workers`) has its own counters, so worker i
+    serves them on the service's metrics port plus i. Call it first thing in a service's ``main``,
+    so the metrics can be scraped while the service still waits for Kafka. A port already taken
+    raises here: a misconfigured service fails at start instead of running unobserved.
     """
-    start_http_server(port, addr=host)
+    start_http_server(port + worker, addr=host)

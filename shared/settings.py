@@ -11,10 +11,14 @@ import re
 import socket
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator
+from pydantic.config import JsonDict
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
+
+from .workers import MAX_WORKERS, default_workers
 
 __all__ = [
     "FILE_SUFFIX",
@@ -67,6 +71,8 @@ def is_secret(info: FieldInfo) -> bool:
 
 _ORIGIN = re.compile(r"https?://(?:[a-z0-9-]+(?:\.[a-z0-9-]+)*|\[[0-9a-f:.]+\])(?::[0-9]{1,5})?")
 """A serialized origin: lower-case scheme and host, an optional port, nothing after."""
+_PATH_PREFIX = re.compile(r"(?:/[A-Za-z0-9._~-]+)*")
+"""A public URL's optional path prefix: plain segments, no trailing slash."""
 
 
 def _split_list(value: object) -> object:
@@ -74,6 +80,10 @@ def _split_list(value: object) -> object:
     if isinstance(value, str):
         return [part.strip() for part in value.split(",") if part.strip()]
     return value
+
+
+_CPU_COUNT: JsonDict = {"shown_default": "CPU count"}
+"""How the settings table shows a default that is the host's CPU count (at most MAX_WORKERS)."""
 
 
 class CommonSettings(BaseSettings):
@@ -154,9 +164,18 @@ class IngestSettings(CommonSettings):
     max_feeds: int = Field(
         1_000, ge=1, description="Feeds that may exist at once; a post to a new feed past it is refused."
     )
-    write_rate_per_s: float = Field(200.0, gt=0, description="Sustained writes per second per credential.")
-    write_burst: int = Field(400, ge=1, description="Writes a credential may burst above the rate.")
-    ingest_metrics_port: int = Field(9101, description="Prometheus metrics port of ingest.")
+    write_rate_per_s: float = Field(
+        200.0, gt=0, description="Sustained writes per second per credential, counted by each ingest worker apart "
+        "(the host allows this times LIVEFEED_INGEST_WORKERS; the gateway's write limit holds for the whole host).",
+    )
+    write_burst: int = Field(400, ge=1, description="Writes a credential may burst above the rate, per ingest worker.")
+    ingest_metrics_port: int = Field(
+        9101, description="Prometheus metrics port of ingest's first worker; worker i serves on this plus i."
+    )
+    ingest_workers: int = Field(
+        default_factory=default_workers, ge=1, le=MAX_WORKERS, json_schema_extra=_CPU_COUNT,
+        description="Ingest worker processes sharing its port; 1 runs it in one process.",
+    )
 
 
 class HistorySettings(CommonSettings):
@@ -169,7 +188,39 @@ class HistorySettings(CommonSettings):
         "", description="Static group member id, unique per instance; empty: this host's name and history's port."
     )
 
-    history_metrics_port: int = Field(9102, description="Prometheus metrics port of history.")
+    history_metrics_port: int = Field(
+        9201, description="Prometheus metrics port of history's first worker; worker i serves on this plus i."
+    )
+    history_workers: int = Field(
+        default_factory=default_workers, ge=1, le=MAX_WORKERS, json_schema_extra=_CPU_COUNT,
+        description="History worker processes sharing its port (worker 0 alone consumes Kafka); 1 runs it "
+        "in one process.",
+    )
+    public_url: str = Field(
+        "http://localhost:8080",
+        description="The gateway's public URL (an http(s) origin, optionally with a path prefix): every absolute "
+        "link history serves (JSON-LD, canonical, feeds, the CSP's stream origin) starts with it, never with "
+        "the request's Host. The default suits a local gateway only.",
+    )
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str) -> str:
+        """Lower-case scheme and host, no trailing slash; anything else fails at start rather than being served."""
+        parts = urlsplit(value.strip())
+        origin = f"{parts.scheme.lower()}://{parts.netloc.lower()}"
+        prefix = parts.path.rstrip("/")
+        try:
+            port_ok = parts.port != 0
+        except ValueError:
+            port_ok = False
+        valid = port_ok and _ORIGIN.fullmatch(origin) and _PATH_PREFIX.fullmatch(prefix)
+        if not valid or "?" in value or "#" in value:
+            raise ValueError(
+                f"{value!r} is not a public URL such as https://news.example or https://news.example/live "
+                "(http or https, a host, an optional port and path prefix; no query or fragment)"
+            )
+        return origin + prefix
 
     def instance_id(self) -> str:
         """This instance's static member id: a restart under it takes its partitions back at once."""
@@ -189,7 +240,14 @@ class FanoutSettings(CommonSettings):
         1_000_000, ge=1024, description="Bytes a slow reader may have pending before it is dropped."
     )
     heartbeat_s: float = Field(20.0, gt=0, description="Seconds between heartbeats on idle streams.")
-    fanout_metrics_port: int = Field(9103, description="Prometheus metrics port of fanout.")
+    fanout_metrics_port: int = Field(
+        9301, description="Prometheus metrics port of fanout's first worker; worker i serves on this plus i."
+    )
+    fanout_workers: int = Field(
+        default_factory=default_workers, ge=1, le=MAX_WORKERS, json_schema_extra=_CPU_COUNT,
+        description="Fanout worker processes sharing its ports, each reading Kafka itself; 1 runs it in one "
+        "process.",
+    )
     allowed_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["http://127.0.0.1:8080", "http://localhost:8080"],
         description="Comma-separated Origins allowed to open a stream; requests without Origin (non-browsers) pass.",

@@ -65,6 +65,10 @@ def stack() -> Iterator[Stack]:
         quiet=True,
         extra_env={
             "LIVEFEED_HEARTBEAT_S": "5",
+            # One process per service, as each test expects (tests/integration/test_workers.py sets more).
+            "LIVEFEED_FANOUT_WORKERS": "1",
+            "LIVEFEED_INGEST_WORKERS": "1",
+            "LIVEFEED_HISTORY_WORKERS": "1",
             "LIVEFEED_FANOUT_BUFFER": "300",
             "LIVEFEED_FANOUT_QUEUE_LIMIT": "262144",
             "LIVEFEED_WRITE_RATE_PER_S": "5000",

@@ -39,14 +39,17 @@ OVERDUE_EVERY_S = 1.0
 """How often readers waiting on a cursor Kafka never reached, or whose reader token expired, are looked for."""
 
 
-async def run(settings: FanoutSettings) -> None:
-    """Consume and serve until cancelled; fails at once when private feeds have no key to check tokens."""
-    access = ReadAccess.from_settings(settings)
+async def run(settings: FanoutSettings, access: ReadAccess, worker: int = 0) -> None:
+    """Consume and serve until cancelled, as worker ``worker``, checking reader tokens with ``access``.
+
+    Every worker process reads every partition itself, so each has the whole hub and a cursor
+    taken on one resumes on any other; they share the ports with SO_REUSEPORT when there are several.
+    """
     async with open_pump(settings) as pump:
         hub = Hub(pump.epoch, buffer=settings.fanout_buffer, partition_of=feed_partitioner(len(pump.partitions)),
                   op_ttl_s=settings.idempotency_ttl_s)
         readers = Readers(hub, settings.fanout_max_clients)
-        ports = _Ports(readers, access, settings, Health(lambda: readers.count, pump.readiness))
+        ports = _Ports(readers, access, settings, Health(lambda: readers.count, pump.readiness, worker))
         try:
             await pump.run(hub, on_caught_up=ports.open)
         finally:
@@ -70,7 +73,7 @@ class _Ports:
         self.servers.append(await sse.serve(self.readers, self.access, settings, self.health))
         self.tick = asyncio.create_task(_tick(self.readers, settings.heartbeat_s))
         log.info("fanout ready", extra={"ws_port": settings.fanout_port, "sse_port": settings.fanout_sse_port,
-                                        "feeds": self.readers.hub.feeds()})
+                                        "worker": self.health.worker, "feeds": self.readers.hub.feeds()})
 
     async def close(self) -> None:
         """Stop the tick and both servers; waits at most 5 s for each server's connections to end."""

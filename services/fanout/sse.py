@@ -22,7 +22,7 @@ from shared.reader_tokens import ReadAccess
 from shared.settings import FanoutSettings
 from shared.wire import reset_message
 
-from .health import Health
+from .health import WORKER_HEADER, Health
 from .hub import ResetNeeded, Subscriber
 from .readers import Readers
 from .sinks import SseSink
@@ -40,13 +40,15 @@ _SSE_HEAD = (
 _SSE_START = b"\r\nretry: 1000\n\n"
 
 
-def sse_headers(cors_origin: str | None = None) -> bytes:
-    """The stream's response head and its ``retry`` line; with CORS for ``cors_origin`` (an allowed Origin).
+def sse_headers(cors_origin: str | None = None, worker: int | None = None) -> bytes:
+    """The stream's response head and its ``retry`` line; with CORS for ``cors_origin`` (an allowed Origin),
+    and naming the worker process that serves it.
 
     ``Vary: Origin`` is always sent, so no cache in between gives one origin's answer to another.
     """
     cors = b"" if cors_origin is None else b"Access-Control-Allow-Origin: " + cors_origin.encode("latin-1") + b"\r\n"
-    return _SSE_HEAD + b"Vary: Origin\r\n" + cors + _SSE_START
+    named = b"" if worker is None else f"{WORKER_HEADER}: {worker}\r\n".encode()
+    return _SSE_HEAD + named + b"Vary: Origin\r\n" + cors + _SSE_START
 
 
 SSE_HEADERS = sse_headers()
@@ -63,7 +65,8 @@ async def serve(readers: Readers, access: ReadAccess, settings: FanoutSettings, 
     """Open the SSE port; it serves until the returned server is closed."""
     handler = functools.partial(_connection, readers, access, StreamOrigins.from_settings(settings), settings, health)
     return await asyncio.start_server(
-        handler, settings.fanout_host, settings.fanout_sse_port, limit=16384, backlog=1024
+        handler, settings.fanout_host, settings.fanout_sse_port, limit=16384, backlog=1024,
+        reuse_port=settings.fanout_workers > 1,
     )
 
 
@@ -80,9 +83,11 @@ async def _connection(
         _check_head(head, origins)
         answer = health.answer(head.target)
         if answer is not None:
-            await _answer(reader, writer, *answer)
+            status, body, headers = answer
+            await _answer(reader, writer, status, body, {**headers, WORKER_HEADER: str(health.worker)})
             return
-        sub = _join(readers, access, origins, head, SseSink(writer.transport, settings.fanout_queue_limit))
+        sub = _join(readers, access, origins, head, SseSink(writer.transport, settings.fanout_queue_limit),
+                    health.worker)
         if sub is None:
             return
         while await reader.read(1024):
@@ -109,7 +114,7 @@ def _check_head(head: RequestHead, origins: StreamOrigins) -> None:
 
 
 def _join(
-    readers: Readers, access: ReadAccess, origins: StreamOrigins, head: RequestHead, sink: SseSink
+    readers: Readers, access: ReadAccess, origins: StreamOrigins, head: RequestHead, sink: SseSink, worker: int
 ) -> Subscriber | None:
     """Start the stream ``head`` asks for; ``None`` if its cursor needs a reset (then sent, and the stream ends).
 
@@ -121,17 +126,17 @@ def _join(
     expires = authorize(access, request, head.authorizations)
     readers.check_room()
     try:
-        return readers.join(request, sink, functools.partial(_greeting, cors_origin),
+        return readers.join(request, sink, functools.partial(_greeting, cors_origin, worker),
                             now=asyncio.get_running_loop().time(), expires=expires)
     except ResetNeeded as exc:
         reset = reset_message(request.feed, exc.reason.value, None)
-        sink.write(sse_headers(cors_origin) + sse_chunk(reset, event="reset"))
+        sink.write(sse_headers(cors_origin, worker) + sse_chunk(reset, event="reset"))
         return None
 
 
-def _greeting(cors_origin: str | None, hello: bytes) -> bytes:
+def _greeting(cors_origin: str | None, worker: int, hello: bytes) -> bytes:
     """The response head, then the hello event: the first bytes of every stream."""
-    return sse_headers(cors_origin) + sse_chunk(hello, event="hello")
+    return sse_headers(cors_origin, worker) + sse_chunk(hello, event="hello")
 
 
 async def _read_head_in_time(reader: asyncio.StreamReader) -> RequestHead | None:

@@ -34,7 +34,7 @@ from shared.reader_tokens import ReadAccess
 from shared.settings import FanoutSettings
 from shared.wire import reauth_message, reset_message
 
-from .health import Health
+from .health import WORKER_HEADER, Health
 from .hub import ResetNeeded
 from .readers import Readers
 from .sinks import REAUTH_CLOSE_CODE, REAUTH_CLOSE_REASON, RESET_CLOSE_CODE, WsSink
@@ -69,6 +69,7 @@ async def serve(readers: Readers, access: ReadAccess, settings: FanoutSettings, 
         settings.fanout_host,
         settings.fanout_port,
         process_request=functools.partial(_check, readers, access, health, origins),
+        process_response=functools.partial(_name_worker, health.worker),
         logger=_LOGGER,
         origins=[*(Origin(o) for o in origins.every), None],
         compression=None,
@@ -78,7 +79,13 @@ async def serve(readers: Readers, access: ReadAccess, settings: FanoutSettings, 
         ping_timeout=settings.heartbeat_s,
         server_header=None,
         backlog=4096,
+        reuse_port=settings.fanout_workers > 1,
     )
+
+
+def _name_worker(worker: int, conn: ServerConnection, request: Request, response: Response) -> None:
+    """Name the worker process on every answer of this port, the 101 of a stream included."""
+    response.headers[WORKER_HEADER] = str(worker)
 
 
 def _check(

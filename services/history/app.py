@@ -26,13 +26,17 @@ from . import embed, pages, revisions, routes, syndication
 from .consumer import HistoryConsumer
 from .cors import CorsMiddleware
 from .deps import on_store_emptied
+from .links import PublicUrls
+from .workers import ConsumerMirror, publish_status
 
 __all__ = ["create_app"]
 
 log = logging.getLogger("livefeed.history")
 
 
-def create_app(settings: HistorySettings | None = None) -> FastAPI:
+def create_app(settings: HistorySettings | None = None, *, consume: bool = True) -> FastAPI:
+    """The history app; with ``consume`` false (workers other than 0, see ``workers.py``) it runs no
+    consumer and mirrors the consuming worker's readiness instead."""
     settings = settings or HistorySettings()
 
     @asynccontextmanager
@@ -43,17 +47,25 @@ def create_app(settings: HistorySettings | None = None) -> FastAPI:
         redis = make_redis(settings)
         store = ItemStore(redis, max_items=settings.retention_items, max_age_s=settings.retention_age_s,
                           op_ttl_s=settings.idempotency_ttl_s)
-        consumer = HistoryConsumer(settings, store, epoch)
-        app.state.store, app.state.consumer, app.state.epoch = store, consumer, epoch
+        app.state.store, app.state.epoch = store, epoch
         app.state.breaker = Breaker(service="history")
-        task = asyncio.create_task(consumer.run(), name="history-consumer")
-        task.add_done_callback(_crash_on_failure)
+        if consume:
+            consumer = app.state.consumer = HistoryConsumer(settings, store, epoch)
+            tasks = [asyncio.create_task(consumer.run(), name="history-consumer")]
+            if settings.history_workers > 1:
+                tasks.append(asyncio.create_task(publish_status(redis, consumer), name="history-status"))
+        else:
+            mirror = app.state.consumer = ConsumerMirror(epoch)
+            tasks = [asyncio.create_task(mirror.run(redis), name="history-status")]
+        for task in tasks:
+            task.add_done_callback(_crash_on_failure)
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await redis.aclose()
 
     app = create_api(
@@ -66,6 +78,7 @@ def create_app(settings: HistorySettings | None = None) -> FastAPI:
     app.include_router(pages.router)
     app.include_router(embed.router)
     app.state.embed_origins = tuple(settings.embed_origins)
+    app.state.public_urls = PublicUrls(settings.public_url)
     app.mount("/static", pages.static_files(), name="static")
     app.add_middleware(RequestIdMiddleware)
     app.add_middleware(HttpMetricsMiddleware, service="history")

@@ -24,6 +24,7 @@ from fastapi.responses import HTMLResponse, Response
 from shared.models import Item, Status, valid_feed
 
 from .deps import complete_store, read_access
+from .links import PublicUrls, public_urls
 from .pages import WEB_DIR, security_headers
 from .render import feed_title, render_item
 
@@ -38,9 +39,9 @@ WIDGET_CACHE_CONTROL = "public, max-age=86400, stale-while-revalidate=604800"
 router = APIRouter(include_in_schema=False)
 
 
-def embed_headers(origins: Sequence[str], host: str | None, scheme: str = "http") -> dict[str, str]:
+def embed_headers(origins: Sequence[str], urls: PublicUrls) -> dict[str, str]:
     """The pages' strict CSP, framable by ``origins`` only (none: ``'none'`` and ``X-Frame-Options: DENY``)."""
-    headers = security_headers(host, scheme)
+    headers = security_headers(urls)
     ancestors = " ".join(origins) if origins else "'none'"
     headers["Content-Security-Policy"] = headers["Content-Security-Policy"].replace(
         "frame-ancestors 'none'", f"frame-ancestors {ancestors}"
@@ -79,15 +80,9 @@ def render_fragment(feed: str, items: Sequence[Item], now: datetime) -> str:
     )
 
 
-def _origin(request: Request) -> tuple[str, str | None]:
-    scheme = "https" if request.headers.get("x-forwarded-proto", request.url.scheme) == "https" else "http"
-    return scheme, request.headers.get("host")
-
-
 def _page(request: Request, text: str, status: int = 200) -> HTMLResponse:
-    scheme, host = _origin(request)
     origins: Sequence[str] = request.app.state.embed_origins if status == 200 else ()
-    return HTMLResponse(text, status_code=status, headers=embed_headers(origins, host, scheme))
+    return HTMLResponse(text, status_code=status, headers=embed_headers(origins, public_urls(request)))
 
 
 def _notice(title: str, text: str) -> str:

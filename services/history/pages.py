@@ -3,7 +3,9 @@
 The reader page is rendered (``render.py``) from the Redis store, so its first response already
 holds the newest items and a schema.org ``LiveBlogPosting`` block for readers without JavaScript
 and for search engines; ``web/reader.js`` then continues live from the snapshot cursor embedded
-in the page. Every page is sent with a strict Content-Security-Policy. A private feed's page
+in the page. Every page is sent with a strict Content-Security-Policy. Its absolute URLs (JSON-LD,
+canonical and alternate links, the CSP's stream origin) come from ``links.py``, never from the
+request's Host, so every reader gets the same page. A private feed's page
 needs a reader token (``?token=``, which ``reader.js`` passes on to its reads and its stream)
 and is never cached or listed.
 """
@@ -11,13 +13,11 @@ and is never cached or listed.
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from html import escape
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import quote
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import HTMLResponse, Response
@@ -29,17 +29,16 @@ from shared.models import Item, Status, valid_feed
 from shared.store import StoredItem
 
 from .deps import PRIVATE_CACHE_CONTROL, ReaderToken, check_read, complete_store, read_access
+from .links import PublicUrls, public_urls
 from .render import layout, masthead, render_console, render_index, render_reader
 
-__all__ = ["WEB_DIR", "public_url", "router", "security_headers", "static_files"]
+__all__ = ["WEB_DIR", "router", "security_headers", "static_files"]
 
 WEB_DIR = Path(__file__).resolve().parent / "web"
 PAGE_SIZE = 20
 KEY_EVENTS_LIMIT = 200
 PINNED_LIMIT = 50
 INDEX_HEADLINES = 12
-
-_HOST = re.compile(r"^(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$")
 
 router = APIRouter(include_in_schema=False)
 
@@ -58,14 +57,12 @@ def static_files() -> StaticFiles:
     return _Assets(directory=WEB_DIR)
 
 
-def security_headers(host: str | None, scheme: str = "http") -> dict[str, str]:
-    """A strict CSP: scripts and styles from this origin only, streams to it, no framing.
+def security_headers(urls: PublicUrls) -> dict[str, str]:
+    """A strict CSP: scripts and styles from this origin only, streams to the public origin, no framing.
 
     Images may come from any https origin: items carry their pictures by reference (issue 12).
     """
-    connect = ["'self'"]
-    if host is not None and _HOST.fullmatch(host):
-        connect.append(f"{'wss' if scheme == 'https' else 'ws'}://{host}")
+    connect = ["'self'", urls.stream_origin]
     policy = "; ".join(
         [
             "default-src 'none'",
@@ -92,25 +89,9 @@ def security_headers(host: str | None, scheme: str = "http") -> dict[str, str]:
 # -- routes ------------------------------------------------------------------------------------
 
 
-def _origin(request: Request) -> tuple[str, str | None]:
-    """The scheme and host the reader used, as the gateway forwarded them."""
-    scheme = request.headers.get("x-forwarded-proto", request.url.scheme)
-    scheme = "https" if scheme == "https" else "http"
-    host = request.headers.get("host")
-    return scheme, host if host is not None and _HOST.fullmatch(host) else None
-
-
-def public_url(request: Request, path: str) -> str:
-    """``path`` made absolute on the origin the reader used (as the gateway forwarded it); as it is
-    when the Host header is unusable. Every absolute link livefeed serves is built here."""
-    scheme, host = _origin(request)
-    return f"{scheme}://{host}{path}" if host else path
-
-
 def _html(text: str, request: Request, status: int = 200, *, private: bool = False) -> HTMLResponse:
     """A page with the security headers; a private one is never cached nor indexed."""
-    scheme, host = _origin(request)
-    headers = security_headers(host, scheme)
+    headers = security_headers(public_urls(request))
     if private:
         headers["Cache-Control"] = PRIVATE_CACHE_CONTROL
         headers["X-Robots-Tag"] = "noindex"
@@ -198,7 +179,7 @@ async def reader_page(
         next_before = Cursor(epoch, last.cursor.partition, last.seq).serialize()
     keys = _items(stored_keys)
     items = _with_pinned(_items(page), _items(stored_pins) if before is None else [])
-    page_url = public_url(request, f"/feeds/{quote(feed)}")
+    page_url = public_urls(request).feed_page(feed)
     html = render_reader(
         feed,
         items,

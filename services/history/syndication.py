@@ -1,9 +1,9 @@
 """A feed for feed readers and newsletter tools: Atom 1.0 at ``/feeds/{feed}.atom`` and JSON Feed 1.1
 at ``/feeds/{feed}.json``, beside the reader page ``/feeds/{feed}`` (the gateway sends all three here).
 
-Both carry the feed's current items, newest first (retractions gone), with links on the origin
-the reader used (:func:`~services.history.pages.public_url`). Each answer has a weak ETag over
-its items' ids and versions: a poller sending ``If-None-Match`` gets a 304 until an item is
+Both carry the feed's current items, newest first (retractions gone), with links under the
+configured public URL (``links.py``), whatever Host the request named. Each answer has a weak
+ETag over its items' ids and versions: a poller sending ``If-None-Match`` gets a 304 until an item is
 published, edited or retracted. A private feed needs its reader token here as on every read, and
 its answers are never cached.
 """
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from typing import Annotated
-from urllib.parse import quote
 
 from fastapi import APIRouter, Header, Query, Request, Response
 
@@ -22,7 +21,7 @@ from .deps import FeedRead, ReadableFeed, complete_store
 from .formats.atom import ATOM_MEDIA_TYPE, render_atom
 from .formats.common import FeedLinks, etag_matches, list_etag
 from .formats.jsonfeed import JSON_FEED_MEDIA_TYPE, render_json_feed
-from .pages import public_url
+from .links import public_urls
 
 __all__ = ["MAX_EXPORT_ITEMS", "router"]
 
@@ -62,7 +61,7 @@ async def _export(
     """One store read, then a 304 if the reader has this very list, else the rendered document."""
     _, stored = await complete_store(request).page(read.feed, limit=limit)
     items = [Item.model_validate_json(s.item_json) for s in stored if s.status == Status.published.value]
-    links = FeedLinks(public_url(request, f"/feeds/{quote(read.feed)}"))
+    links = FeedLinks(public_urls(request).feed_page(read.feed))
     etag = list_etag(kind, links, items)
     headers = {"ETag": etag, "Cache-Control": read.cache_control, "Vary": "Authorization"}
     if etag_matches(if_none_match, etag):

@@ -17,6 +17,7 @@ from services.fanout.sse import sse_headers
 from services.fanout.streams import StreamOrigins
 from services.history.cors import CorsMiddleware, _one_header
 from services.history.embed import embed_headers, render_fragment
+from services.history.links import PublicUrls
 from shared.errors import ApiError
 from shared.models import Item
 
@@ -110,10 +111,10 @@ def test_sse_sends_cors_only_for_the_origin_it_is_given() -> None:
 
 
 def test_the_fragment_may_be_framed_by_publishers_only() -> None:
-    framed = embed_headers([PUBLISHER, "http://127.0.0.1:8087"], "gw:8080")
+    framed = embed_headers([PUBLISHER, "http://127.0.0.1:8087"], PublicUrls("http://gw:8080"))
     assert f"frame-ancestors {PUBLISHER} http://127.0.0.1:8087;" in framed["Content-Security-Policy"]
     assert "X-Frame-Options" not in framed
-    closed = embed_headers([], "gw:8080")
+    closed = embed_headers([], PublicUrls("http://gw:8080"))
     assert "frame-ancestors 'none'" in closed["Content-Security-Policy"] and closed["X-Frame-Options"] == "DENY"
 
 

@@ -158,7 +158,7 @@ def test_the_json_feed_rules_catch_a_broken_feed() -> None:
 # -- ETag ----------------------------------------------------------------------------------------------
 
 
-def test_the_etag_changes_with_an_edit_a_new_item_a_retraction_the_format_and_the_host() -> None:
+def test_the_etag_changes_with_an_edit_a_new_item_a_retraction_the_format_and_the_public_url() -> None:
     items = newest_first(3)
     etag = list_etag("atom", LINKS, items)
     assert etag.startswith('W/"') and etag == list_etag("atom", LINKS, newest_first(3))

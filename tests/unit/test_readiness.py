@@ -62,7 +62,7 @@ async def test_a_flood_of_probes_makes_one_check_and_reuses_it_for_the_cache_tim
 def test_fanout_health_answers_healthz_and_readyz_and_nothing_else() -> None:
     state = {"status": "catching_up", "lag": {}}
     health = Health(lambda: 3, lambda: dict(state))
-    assert health.answer("/healthz") == (200, {"status": "ok", "readers": 3}, {})
+    assert health.answer("/healthz") == (200, {"status": "ok", "readers": 3, "worker": 0}, {})
     status, body, headers = health.answer("/readyz") or (0, {}, {})
     assert (status, body["status"], headers) == (503, "catching_up", {"Retry-After": "2"})
     state["status"] = "ready"

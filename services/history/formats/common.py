@@ -28,7 +28,7 @@ def entry_id(feed: str, item_id: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class FeedLinks:
-    """The feed's public addresses, all derived from its reader page's URL (absolute when the host is known)."""
+    """The feed's public addresses, all derived from its reader page's absolute URL (``links.py``)."""
 
     page: str
 
@@ -47,7 +47,8 @@ class FeedLinks:
 
 def list_etag(kind: str, links: FeedLinks, items: Sequence[Item]) -> str:
     """A weak ETag for a feed export: it changes when an item is added, edited (its version) or retracted
-    (it leaves the list), and differs between formats and between the hosts whose links the body holds."""
+    (it leaves the list), and differs between formats and between public URLs (a redeploy under another
+    name changes the links the body holds); never between requests' Host headers, which build nothing."""
     digest = hashlib.sha256(f"{kind}\n{links.page}\n".encode())
     for item in items:
         digest.update(f"{item.id}:{item.version}\n".encode())

@@ -1,0 +1,154 @@
+"""The pure parts of running a service as several workers: restart policy, settings, what names a worker."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+
+import orjson
+import pytest
+from pydantic import ValidationError
+
+from services.fanout.health import WORKER_HEADER, Health
+from services.fanout.sse import sse_headers
+from services.history.consumer import Readiness
+from services.history.workers import ConsumerMirror
+from shared import workers
+from shared.settings import FanoutSettings, HistorySettings, IngestSettings
+from shared.workers import MAX_WORKERS, RestartPolicy, WorkerSlot, default_workers
+
+
+def test_a_crashing_worker_waits_longer_each_time_up_to_the_cap() -> None:
+    policy = RestartPolicy(first_s=0.5, cap_s=10.0, stable_s=10.0)
+    slot = WorkerSlot(1, policy)
+    now = 0.0
+    delays = []
+    for _ in range(8):
+        slot.started(now)
+        now += 1.0
+        delays.append(slot.exited(now))
+        now += delays[-1]
+    assert delays == [0.5, 1.0, 2.0, 4.0, 8.0, 10.0, 10.0, 10.0]
+
+
+def test_a_worker_that_ran_long_enough_restarts_quickly_again() -> None:
+    slot = WorkerSlot(0, RestartPolicy(first_s=0.5, cap_s=10.0, stable_s=10.0))
+    slot.started(0.0)
+    assert slot.exited(1.0) == 0.5
+    slot.started(2.0)
+    assert slot.exited(3.0) == 1.0
+    slot.started(5.0)
+    assert slot.exited(60.0) == 0.5
+
+
+def test_a_restart_is_due_once_after_its_delay() -> None:
+    slot = WorkerSlot(0)
+    slot.started(0.0)
+    delay = slot.exited(1.0)
+    assert not slot.due(1.0 + delay / 2)
+    assert slot.due(1.0 + delay)
+    assert not slot.due(100.0)
+
+
+def test_the_default_is_the_cpu_count_within_bounds(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(workers.os, "cpu_count", lambda: None)
+    assert default_workers() == 1
+    monkeypatch.setattr(workers.os, "cpu_count", lambda: 512)
+    assert default_workers() == MAX_WORKERS
+    monkeypatch.setattr(workers.os, "cpu_count", lambda: 2)
+    assert default_workers() == 2
+    monkeypatch.delenv("LIVEFEED_FANOUT_WORKERS", raising=False)
+    assert FanoutSettings().fanout_workers == 2
+
+
+@pytest.mark.parametrize(("settings", "env"), [
+    (FanoutSettings, "LIVEFEED_FANOUT_WORKERS"),
+    (IngestSettings, "LIVEFEED_INGEST_WORKERS"),
+    (HistorySettings, "LIVEFEED_HISTORY_WORKERS"),
+])
+def test_worker_counts_are_bounded(settings: type[FanoutSettings], env: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    for bad in ("0", str(MAX_WORKERS + 1)):
+        monkeypatch.setenv(env, bad)
+        with pytest.raises(ValidationError):
+            settings()
+
+
+def test_a_service_alone_is_worker_zero_and_a_worker_knows_its_index(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(workers.INDEX_ENV, raising=False)
+    assert workers.worker_or_supervise("fanout", 1) == 0
+    monkeypatch.setenv(workers.INDEX_ENV, "3")
+    monkeypatch.setenv(workers.PARENT_ENV, str(workers.os.getppid()))
+    assert workers.worker_or_supervise("fanout", 4) == 3
+
+
+def test_a_worker_whose_parent_is_gone_exits(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(workers.INDEX_ENV, "1")
+    monkeypatch.setenv(workers.PARENT_ENV, str(workers.os.getppid() + 100_000))
+    with pytest.raises(SystemExit):
+        workers.worker_or_supervise("fanout", 2)
+
+
+def test_worker_metrics_ports_of_the_default_layout_never_collide() -> None:
+    from deploy.stack import Topology
+
+    t = Topology()
+    ports = [base + i for base in (t.ingest_metrics, t.history_metrics, t.fanout_metrics) for i in range(MAX_WORKERS)]
+    assert len(set(ports)) == len(ports)
+    assert (IngestSettings().ingest_metrics_port, HistorySettings().history_metrics_port,
+            FanoutSettings().fanout_metrics_port) == (t.ingest_metrics, t.history_metrics, t.fanout_metrics)
+
+
+def test_fanout_health_and_stream_heads_name_the_worker() -> None:
+    health = Health(lambda: 7, lambda: {"status": "ready"}, worker=1)
+    assert health.answer("/healthz") == (200, {"status": "ok", "readers": 7, "worker": 1}, {})
+    answer = health.answer("/readyz")
+    assert answer is not None and answer[1]["worker"] == 1
+    assert f"{WORKER_HEADER}: 1\r\n".encode() in sse_headers(None, 1)
+    assert WORKER_HEADER.encode() not in sse_headers(None)
+
+
+def test_the_mirror_tells_the_consuming_workers_status() -> None:
+    mirror = ConsumerMirror("e1")
+    assert mirror.state is Readiness.starting
+    body = {"status": "rebuilding", "epoch": "e1", "applied": 3, "rebuild_lag": {"0": 5}}
+    mirror.update(orjson.dumps(body))
+    assert mirror.state is Readiness.rebuilding and mirror.status() == body
+    mirror.update(orjson.dumps({**body, "status": "ready"}))
+    assert mirror.state is Readiness.ready
+    mirror.update(None, ConnectionError("down"))
+    assert mirror.state is Readiness.redis_unavailable
+    mirror.update(None)
+    assert mirror.state is Readiness.starting, "an expired status means worker 0 is not running"
+    mirror.update(orjson.dumps({**body, "status": "ready", "epoch": "e0"}))
+    assert mirror.state is Readiness.starting, "a status of another topic epoch is not this one's"
+    mirror.update(b"not json")
+    assert mirror.state is Readiness.starting
+
+
+def test_a_worker_that_cannot_start_stops_them_all_and_the_parent_exits_with_its_code() -> None:
+    """A bad setting fails every worker the same way: restarting forever would hide the refusal."""
+    spawned: list[subprocess.Popen[bytes]] = []
+
+    def spawn(argv: Sequence[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+        code = workers.STARTUP_FAILURE if env[workers.INDEX_ENV] == "1" else None
+        script = f"import sys; sys.exit({code})" if code is not None else "import time; time.sleep(60)"
+        proc = subprocess.Popen([sys.executable, "-c", script])
+        spawned.append(proc)
+        return proc
+
+    handlers = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    started = time.monotonic()
+    try:
+        assert workers.supervise(["unused"], 2, spawn=spawn) == workers.STARTUP_FAILURE
+    finally:
+        signal.signal(signal.SIGTERM, handlers[0])
+        signal.signal(signal.SIGINT, handlers[1])
+        for proc in spawned:
+            proc.kill()
+            proc.wait(5)
+    assert time.monotonic() - started < workers.STOP_S
+    assert len(spawned) == 2
+    assert spawned[0].returncode == -signal.SIGTERM
