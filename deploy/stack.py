@@ -223,6 +223,7 @@ class Stack:
         conf_dir = self.run_dir / "nginx"
         for sub in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
             (conf_dir / "tmp" / sub).mkdir(parents=True, exist_ok=True)
+        (conf_dir / "cache").mkdir(exist_ok=True)
         try:
             settings = gateway_values({**os.environ, **self.env()})
         except ValueError as exc:
@@ -234,11 +235,15 @@ class Stack:
             LIVEFEED_FANOUT_UPSTREAM=f"{t.host}:{t.fanout}",
             LIVEFEED_SSE_UPSTREAM=f"{t.host}:{t.fanout_sse}",
             LIVEFEED_GATEWAY_PORT=f"{t.host}:{t.gateway}",
+            LIVEFEED_GATEWAY_CACHE_DIR=str(conf_dir / "cache"),
         )
         (conf_dir / "livefeed.conf").write_text(site)
         tmp = conf_dir / "tmp"
+        # Run as root, nginx's workers would drop to nobody, who cannot enter a private run dir (the
+        # tests' is a mkdtemp, 0700) to write the micro-cache: they stay the runner's user instead.
+        user = "user root;\n" if os.geteuid() == 0 else ""
         (conf_dir / "nginx.conf").write_text(
-            f"""worker_processes 1;
+            f"""{user}worker_processes auto;
 worker_rlimit_nofile 40000;
 pid {conf_dir / 'nginx.pid'};
 error_log stderr warn;

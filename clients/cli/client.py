@@ -144,9 +144,12 @@ class Client:
         await self.http.aclose()
 
     async def get(self, path: str, params: dict[str, str | int] | None = None) -> dict[str, Any]:
-        """A read; with the reader token, if there is one (public feeds ignore it)."""
+        """A read, fresh past the gateway's micro-cache (a tool reads back its own write); with the reader
+        token, if there is one (public feeds ignore it)."""
         token = self.reader_token.read()
-        headers = {"Authorization": f"Bearer {token}"} if token else None
+        headers = {"Cache-Control": "no-cache"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
         return await self._send("GET", path, params=params, headers=headers)
 
     async def write(

@@ -25,6 +25,7 @@ TOPOLOGY_VALUES = {
     "LIVEFEED_HISTORY_UPSTREAM": "127.0.0.1:18002",
     "LIVEFEED_FANOUT_UPSTREAM": "127.0.0.1:18003",
     "LIVEFEED_SSE_UPSTREAM": "127.0.0.1:18004",
+    "LIVEFEED_GATEWAY_CACHE_DIR": "/tmp/livefeed-gateway-check-cache",
 }
 """What deploy/stack.py fills in from its Topology (compose: service names and ports)."""
 
