@@ -5,7 +5,8 @@ reader is a plain :class:`asyncio.Protocol` that writes the WebSocket handshake 
 only parses frame headers and the ``"ts":`` field of event messages (ingest's acceptance time,
 ms) to compute end-to-end latency into a flat histogram. It answers pings (WebSocket pings with
 a pong; Engine.IO ``2`` with ``3``) so long runs are not cut by keepalive timeouts, and speaks
-the Engine.IO v4 / Socket.IO framing for the python-socketio peer.
+the Engine.IO v4 / Socket.IO framing for the python-socketio peer and Centrifugo's unidirectional
+WebSocket (newline-delimited pushes, several publications to a frame) for the centrifugo peer.
 
 Workers are separate processes (``spawn``), each holding at most a few thousand sockets, well
 under the 20,000 open-file limit; each raises its soft ``RLIMIT_NOFILE`` to the hard limit and
@@ -37,6 +38,8 @@ _TS = b'"ts":'
 _PONG_EMPTY = b"\x8a\x80\x00\x00\x00\x00"
 _SIO_PONG = b"\x81\x81\x00\x00\x00\x00" + b"3"
 _SIO_CONNECT = b"\x81\x82\x00\x00\x00\x00" + b"40"
+_PUB = b'"pub":'
+_CONNECT = b'{"connect":'
 
 
 @dataclass(frozen=True)
@@ -226,6 +229,36 @@ class _SocketIoReader(_Reader):
             self.stats.other += 1
 
 
+class _CentrifugoReader(_Reader):
+    """A Centrifugo unidirectional WebSocket reader: connected on the connect push, one event per publication.
+
+    A frame holds one or more JSON pushes separated by newlines: ``{"connect":…}`` once, then
+    ``{"channel":…,"pub":{"data":<the reader message>,…}}`` per publication, ``{}`` as a ping.
+    """
+
+    __slots__ = ()
+
+    def on_upgraded(self) -> None:
+        pass  # connected once Centrifugo confirms the connect command (and its subscriptions)
+
+    def on_text(self, data: bytes, start: int, end: int, now: float) -> None:
+        while start < end:
+            stop = data.find(b"\n", start, end)
+            if stop < 0:
+                stop = end
+            if data.find(_PUB, start, stop) >= 0:
+                _Reader.on_text(self, data, start, stop, now)
+            elif data.startswith(_CONNECT, start, stop):
+                if not self.ready.done():
+                    self.ready.set_result(True)
+            else:
+                self.stats.other += 1
+            start = stop + 1
+
+
+_FACTORIES: dict[str, type[_Reader]] = {"ws": _Reader, "socketio": _SocketIoReader, "centrifugo": _CentrifugoReader}
+
+
 def _request(host: str, port: int, path: str, origin: str | None) -> bytes:
     lines = [
         f"GET {path} HTTP/1.1",
@@ -324,7 +357,7 @@ class _Worker:
     ) -> None:
         """Open every reader (``concurrency`` handshakes in flight), then reply with the tally."""
         loop = asyncio.get_running_loop()
-        factory: type[_Reader] = _SocketIoReader if mode == "socketio" else _Reader
+        factory = _FACTORIES[mode]
         gate = asyncio.Semaphore(concurrency)
         started = time.monotonic()
         deadline = started + timeout_s

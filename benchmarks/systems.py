@@ -1,4 +1,4 @@
-"""The systems a benchmark run measures: livefeed's fanout and the three peers.
+"""The systems a benchmark run measures: livefeed's fanout and its peers.
 
 Each :class:`System` says where its readers connect, which framing they speak, which process
 to measure (CPU, RSS) and how to start and stop it. Livefeed's fanout belongs to the stack
@@ -20,12 +20,15 @@ from typing import IO
 
 import httpx
 
+from deploy.stack import CACHE
+
+from .peers import centrifugo
 from .procstat import listening_pid
 
 __all__ = ["PEER_OFFSETS", "System", "start_peer"]
 
 ROOT = Path(__file__).resolve().parent.parent
-PEER_OFFSETS = {"naive": 100, "socketio": 101, "ceiling": 102}
+PEER_OFFSETS = {"naive": 100, "socketio": 101, "ceiling": 102, "centrifugo": 103}
 _MODULES = {"naive": "benchmarks.peers.naive", "socketio": "benchmarks.peers.socketio_peer",
             "ceiling": "benchmarks.peers.ceiling"}
 
@@ -50,6 +53,8 @@ class System:
             return f"/socket.io/?EIO=4&transport=websocket&feed={feed}"
         if self.name == "ceiling":
             return "/"
+        if self.name == "centrifugo":
+            return centrifugo.reader_path(feed)
         if tag and self.filters:
             return f"/v1/feeds/{feed}/stream?tags={tag}"
         return f"/v1/feeds/{feed}/stream"
@@ -92,6 +97,8 @@ def livefeed(host: str, port: int, pid: int | None = None) -> System:
 
 async def start_peer(name: str, host: str, port: int, kafka: str, topic: str, log_dir: Path) -> System:
     """Start peer ``name`` on ``port`` and wait until it is consuming and accepting readers."""
+    if name == "centrifugo":
+        return await _start_centrifugo(host, port, kafka, topic, log_dir)
     log = _open_log(log_dir, name)
     argv = [sys.executable, "-m", _MODULES[name], "--host", host, "--port", str(port)]
     if name != "ceiling":
@@ -116,6 +123,35 @@ async def start_peer(name: str, host: str, port: int, kafka: str, topic: str, lo
         await system.stop()
         raise
     return system
+
+
+async def _start_centrifugo(host: str, port: int, kafka: str, topic: str, log_dir: Path) -> System:
+    """Centrifugo behind its Kafka bridge (built on first use); the measured pid is Centrifugo's own."""
+    binary = await centrifugo.ensure_binary(CACHE, _say)
+    config = centrifugo.write_config(log_dir, host, port)
+    log = _open_log(log_dir, "centrifugo")
+    argv = [sys.executable, "-m", "benchmarks.peers.centrifugo", "--host", host, "--port", str(port),
+            "--kafka", kafka, "--topic", topic, "--config", str(config), "--binary", str(binary)]
+    process = await asyncio.create_subprocess_exec(
+        *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=log,
+        env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=ROOT, start_new_session=True,
+    )
+    system = System("centrifugo", host, port, process.pid, mode="centrifugo", process=process, log=log)
+    try:
+        assert process.stdout is not None
+        line = await asyncio.wait_for(process.stdout.readline(), 120)
+        word, _, pid = line.decode(errors="replace").partition(" ")
+        if word != "ready" or not pid.strip().isdigit():
+            raise RuntimeError(f"centrifugo or its bridge did not start: {line!r}")
+        system.pid = int(pid)
+    except BaseException:
+        await system.stop()
+        raise
+    return system
+
+
+def _say(text: str) -> None:
+    print(f"[centrifugo] {text}", file=sys.stderr, flush=True)
 
 
 def _open_log(log_dir: Path, name: str) -> IO[bytes]:
