@@ -10,6 +10,8 @@
   then higher rates (20, 40, 80 items/s) while it keeps up: the sustained deliveries/s.
 * ``http``: ingest POST/s with Kafka acks=all, and history GET/s through the gateway (wrk when
   installed, else a Python client).
+* ``pages``, ``herd``, ``workers``: the reader page cached vs uncached, a herd of arriving readers,
+  the fanout as 1 and 2 worker processes; each in its own module (pages.py, herd.py, fanout_workers.py).
 
 Every figure comes with the CPU of the system under test, of the load generator and of the
 whole machine over the same window, because all of them share two cores.
@@ -29,9 +31,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .fanout_workers import Restarter, workers_scenario
+from .herd import herd_scenario
 from .hist import Histogram
 from .httpclient import build_request, http_load
 from .loadgen import ReaderPool, ReaderSpec, WorkerReport, merge
+from .pages import pages_scenario
 from .procstat import CpuClock, MachineClock, listening_pid, open_files, rss_bytes
 from .profiling import Profile
 from .publisher import Publisher, PublishResult, Target
@@ -76,6 +81,17 @@ class BenchConfig:
     http_seconds: float = 10.0
     http_connections: int = 32
     http_tool: str = "auto"
+    pages_connections: int = 64
+    herd_readers: int = 5_000
+    herd_arrival_s: float = 2.0
+    herd_rate: float = 8.0
+    herd_tail_s: float = 2.0
+    herd_per_process: int = 1_250
+    herd_timeout_s: float = 30.0
+    workers_counts: list[int] = field(default_factory=lambda: [1, 2])
+    workers_readers: int = 10_000
+    workers_rate: float = 10.0
+    workers_seconds: float = 10.0
     pids: dict[str, int] = field(default_factory=dict)
     quiet: bool = False
     profile_dir: Path | None = None
@@ -108,7 +124,8 @@ class Bench:
     def __init__(self, config: BenchConfig, fanout: System) -> None:
         self.config = config
         self.fanout = fanout
-        largest = max([*config.readers, config.latency_readers if "latency" in config.scenarios else 0])
+        largest = max([*config.readers, config.latency_readers if "latency" in config.scenarios else 0,
+                       config.workers_readers if "workers" in config.scenarios else 0])
         self.pool = ReaderPool(max(1, math.ceil(largest / config.per_process)))
         self.progress = Progress(config.quiet)
         self.publisher = Publisher(config.host, config.ingest_port, config.token)
@@ -120,6 +137,10 @@ class Bench:
         self.steps: list[dict[str, Any]] = []
         self.http: dict[str, Any] = {}
         self.notes: list[str] = []
+        self.sections: dict[str, Any] = {}
+        """Results of the pages, herd and workers scenarios, one top-level key each."""
+        self.restart_fanout: Restarter | None = None
+        """Set by the runner when it may restart the fanout (the workers scenario needs to)."""
 
     # -- readers --------------------------------------------------------------------------------
     def _spec(self, system: System, i: int) -> ReaderSpec:
@@ -498,10 +519,13 @@ class Bench:
         return result
 
     async def _wrk(
-        self, wrk: str, port: int, method: str, path: str, body: bytes, headers: dict[str, str]
+        self, wrk: str, port: int, method: str, path: str, body: bytes, headers: dict[str, str],
+        *, request_lua: str = "", connections: int | None = None,
     ) -> dict[str, Any]:
+        """One wrk run; ``request_lua`` may define wrk's ``request`` function (a new path per request)."""
         cfg = self.config
-        lines = [f'wrk.method = "{method}"']
+        connections = connections or cfg.http_connections
+        lines = [f'wrk.method = "{method}"', request_lua]
         if body:
             lines.append(f"wrk.body = {_lua_string(body.decode())}")
         for name, value in headers.items():
@@ -517,7 +541,7 @@ class Bench:
             script.write("\n".join(lines) + "\n")
         try:
             process = await asyncio.create_subprocess_exec(
-                wrk, "-t1", f"-c{cfg.http_connections}", f"-d{cfg.http_seconds:g}s", "--timeout", "5s",
+                wrk, "-t1", f"-c{connections}", f"-d{cfg.http_seconds:g}s", "--timeout", "5s",
                 "-s", script.name, f"http://{cfg.host}:{port}{path}",
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
             )
@@ -555,6 +579,10 @@ class Bench:
                 await self.close_readers()
             if "http" in cfg.scenarios:
                 await self.http_scenario()
+            for name, scenario in (("pages", pages_scenario), ("herd", herd_scenario),
+                                   ("workers", workers_scenario)):
+                if name in cfg.scenarios:
+                    self.sections[name] = await scenario(self)
         finally:
             with contextlib.suppress(Exception):
                 await self.close_readers()

@@ -10,13 +10,16 @@ import json
 from pathlib import Path
 from typing import Any
 
+from .peer_report import peer_markdown
+from .scenario_report import scenario_markdown
+
 __all__ = ["best_rows", "evaluate", "update_readme", "write_outputs"]
 
 README_START = "<!-- benchmarks:start -->"
 README_END = "<!-- benchmarks:end -->"
-SYSTEM_ORDER = ["livefeed", "naive", "socketio", "ceiling"]
+SYSTEM_ORDER = ["livefeed", "naive", "socketio", "centrifugo", "ceiling"]
 SYSTEM_LABEL = {"livefeed": "livefeed fanout", "naive": "naive FastAPI", "socketio": "python-socketio",
-                "ceiling": "one-core write ceiling"}
+                "centrifugo": "Centrifugo (Go)", "ceiling": "one-core write ceiling"}
 
 
 def _lossless(row: dict[str, Any]) -> bool:
@@ -192,11 +195,12 @@ def markdown(results: dict[str, Any]) -> str:
             out.append(f"| {SYSTEM_LABEL['ceiling']} | {n:,} | {row['writes_per_s']:,.0f} writes/s flat out, "
                        f"one frame per socket per syscall (readers got {row['deliveries_per_s']:,.0f}/s, "
                        f"generator CPU {row['generator_cpu_percent']:.0f}%) |" + " |" * (len(bounds) - 1))
-        for peer in ("naive", "socketio"):
+        for peer in ("naive", "socketio", "centrifugo"):
             points = ratios(steps, bounds, peer)
             if points:
                 out.append(f"\nlivefeed / {SYSTEM_LABEL[peer]} at the same readers and bound: " + "; ".join(
                     f"{p['readers']:,} readers, p99 <= {p['bound_ms']:g} ms: {p['ratio']:.1f}x" for p in points) + ".")
+        out.extend(peer_markdown(results, best_rows, SYSTEM_LABEL, SYSTEM_ORDER))
     lat = [s for s in results["steps"] if s["kind"] in ("latency", "burst", "throughput")]
     if lat:
         out.append("\n### Latency from ingest acceptance to receipt, and sustained throughput\n")
@@ -229,6 +233,7 @@ def markdown(results: dict[str, Any]) -> str:
             out.append(f"| {what} | {h['tool']} | {h['connections']} | {_fmt(h['per_second'])} | "
                        f"{_fmt(h['p50_ms'], 1)} | {_fmt(h['p99_ms'], 1)} | {h['non_2xx']} | "
                        f"{_fmt(h['server_cpu_percent'])} |")
+    out.append(scenario_markdown(results))
     if results["notes"]:
         out.append("\nNotes: " + " ".join(results["notes"]))
     return "\n".join(out) + "\n"

@@ -30,13 +30,14 @@ from urllib.parse import urlsplit
 from deploy.stack import DEMO_TOKEN, ROOT, Stack, Topology
 
 from .bench import Bench, BenchConfig
+from .fanout_workers import stack_restarter
 from .report import update_readme, write_outputs
 from .systems import livefeed
 
 __all__ = ["main"]
 
-ALL_SYSTEMS = ("livefeed", "naive", "socketio", "ceiling")
-ALL_SCENARIOS = ("broadcast", "latency", "http")
+ALL_SYSTEMS = ("livefeed", "naive", "socketio", "ceiling", "centrifugo")
+ALL_SCENARIOS = ("broadcast", "latency", "http", "pages", "herd", "workers")
 
 
 def _list(text: str) -> list[str]:
@@ -89,6 +90,15 @@ def parser() -> argparse.ArgumentParser:
     load.add_argument("--http-seconds", type=float, default=10.0)
     load.add_argument("--http-connections", type=int, default=32)
     load.add_argument("--http-tool", choices=["auto", "wrk", "python"], default="auto")
+    load.add_argument("--pages-connections", type=int, default=64,
+                      help="pages: connections of each mode, cached and uncached; it runs --http-seconds each (64)")
+    load.add_argument("--herd-readers", type=int, default=5_000, help="herd: readers arriving (5000)")
+    load.add_argument("--herd-seconds", type=float, default=2.0, help="herd: the window they arrive in (2)")
+    load.add_argument("--herd-rate", type=float, default=8.0, help="herd: items/s posted meanwhile (8)")
+    load.add_argument("--workers-counts", type=_ints, default=[1, 2], help="workers: fanout worker counts (1,2)")
+    load.add_argument("--workers-readers", type=int, default=10_000, help="workers: readers (10000)")
+    load.add_argument("--workers-rate", type=float, default=10.0, help="workers: items/s (10)")
+    load.add_argument("--workers-seconds", type=float, default=10.0, help="workers: posting time per leg (10)")
     out = p.add_argument_group("output")
     out.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks", help="results folder (docs/benchmarks)")
     out.add_argument("--no-readme", action="store_true",
@@ -128,6 +138,9 @@ def _start_stack(args: argparse.Namespace, run_dir: Path) -> Stack:
             "LIVEFEED_WRITE_BURST": "1000000",
             "LIVEFEED_GATEWAY_READ_RATE_PER_S": "1000000",
             "LIVEFEED_GATEWAY_READ_BURST": "1000000",
+            # One fanout process, as each peer is one process, and so its pid is the one measured; the
+            # workers scenario restarts it with more.
+            "LIVEFEED_FANOUT_WORKERS": "1",
         },
     )
     try:
@@ -145,8 +158,12 @@ def _start_stack(args: argparse.Namespace, run_dir: Path) -> Stack:
     return stack
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the benchmark; 0 when it completed, 2 on bad arguments, 1 when the run failed."""
+def main(argv: list[str] | None = None, *, given_stack: Stack | None = None) -> int:
+    """Run the benchmark; 0 when it completed, 2 on bad arguments, 1 when the run failed.
+
+    ``given_stack``: a running stack of the caller's (tests), measured like ``--url`` but one whose
+    fanout the workers scenario may restart (it restores it afterwards).
+    """
     args = parser().parse_args(argv)
     bad = [s for s in args.systems if s not in ALL_SYSTEMS] + [s for s in args.scenarios if s not in ALL_SCENARIOS]
     if bad:
@@ -160,13 +177,17 @@ def main(argv: list[str] | None = None) -> int:
     started = time.strftime("%Y-%m-%d %H:%M:%S %Z")
     loadavg_start = os.getloadavg()
     try:
-        if args.url:
+        if given_stack is not None:
+            topology, token = given_stack.topology, args.token or given_stack.token or DEMO_TOKEN
+            pids: dict[str, int] = {name: proc.pid for name, proc in given_stack.procs.items()}
+            gateway: int | None = topology.gateway
+        elif args.url:
             parts = urlsplit(args.url)
             topology = Topology.shifted((parts.port or 80) - Topology().gateway)
             topology = Topology(**{**topology.__dict__, "host": parts.hostname or "127.0.0.1"})
             token = args.token or DEMO_TOKEN
-            pids: dict[str, int] = {}
-            gateway: int | None = topology.gateway
+            pids = {}
+            gateway = topology.gateway
         else:
             if not args.quiet:
                 print(f"livefeed-bench: starting the stack on ports +{args.shift} in {run_dir}", file=sys.stderr)
@@ -205,12 +226,22 @@ def main(argv: list[str] | None = None) -> int:
             http_seconds=args.http_seconds,
             http_connections=args.http_connections,
             http_tool=args.http_tool,
+            pages_connections=args.pages_connections,
+            herd_readers=args.herd_readers,
+            herd_arrival_s=args.herd_seconds,
+            herd_rate=args.herd_rate,
+            workers_counts=args.workers_counts,
+            workers_readers=args.workers_readers,
+            workers_rate=args.workers_rate,
+            workers_seconds=args.workers_seconds,
             pids=pids,
             quiet=args.quiet,
             profile_dir=args.profile,
         )
         fanout = livefeed(topology.host, topology.fanout, pids.get("fanout"))
         bench = Bench(config, fanout)
+        if (owned := stack or given_stack) is not None:
+            bench.restart_fanout = stack_restarter(owned)
         asyncio.run(_run(bench))
         results: dict[str, Any] = {
             "command": command,
@@ -223,7 +254,8 @@ def main(argv: list[str] | None = None) -> int:
                 "loadavg_end": [round(v, 2) for v in os.getloadavg()],
                 "fanout_pid": fanout.pid,
                 "generator_processes": len(bench.pool.pids) or bench.pool.size,
-                "stack": "reused (--url)" if args.url else f"started here, focus={args.focus}, shift={args.shift}",
+                "stack": "reused (--url)" if args.url or given_stack
+                         else f"started here, focus={args.focus}, shift={args.shift}",
                 "note": "2 cores shared by the system under test, Kafka, Redis, the other services and the "
                         "load generator; other engineers' test stacks may run at the same time.",
             },
@@ -233,6 +265,7 @@ def main(argv: list[str] | None = None) -> int:
             "steps": bench.steps,
             "http": bench.http,
             "notes": bench.notes,
+            **bench.sections,
         }
         out_dir: Path = args.out
         paths = write_outputs(results, out_dir)
