@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -54,11 +55,11 @@ def test_a_restart_is_due_once_after_its_delay() -> None:
 
 
 def test_the_default_is_the_cpu_count_within_bounds(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(workers.os, "cpu_count", lambda: None)
+    monkeypatch.setattr(os, "cpu_count", lambda: None)
     assert default_workers() == 1
-    monkeypatch.setattr(workers.os, "cpu_count", lambda: 512)
+    monkeypatch.setattr(os, "cpu_count", lambda: 512)
     assert default_workers() == MAX_WORKERS
-    monkeypatch.setattr(workers.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
     assert default_workers() == 2
     monkeypatch.delenv("LIVEFEED_FANOUT_WORKERS", raising=False)
     assert FanoutSettings().fanout_workers == 2
@@ -80,13 +81,13 @@ def test_a_service_alone_is_worker_zero_and_a_worker_knows_its_index(monkeypatch
     monkeypatch.delenv(workers.INDEX_ENV, raising=False)
     assert workers.worker_or_supervise("fanout", 1) == 0
     monkeypatch.setenv(workers.INDEX_ENV, "3")
-    monkeypatch.setenv(workers.PARENT_ENV, str(workers.os.getppid()))
+    monkeypatch.setenv(workers.PARENT_ENV, str(os.getppid()))
     assert workers.worker_or_supervise("fanout", 4) == 3
 
 
 def test_a_worker_whose_parent_is_gone_exits(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(workers.INDEX_ENV, "1")
-    monkeypatch.setenv(workers.PARENT_ENV, str(workers.os.getppid() + 100_000))
+    monkeypatch.setenv(workers.PARENT_ENV, str(os.getppid() + 100_000))
     with pytest.raises(SystemExit):
         workers.worker_or_supervise("fanout", 2)
 
@@ -112,14 +113,16 @@ def test_fanout_health_and_stream_heads_name_the_worker() -> None:
 
 def test_the_mirror_tells_the_consuming_workers_status() -> None:
     mirror = ConsumerMirror("e1")
-    assert mirror.state is Readiness.starting
+    seen = [mirror.state]
     body = {"status": "rebuilding", "epoch": "e1", "applied": 3, "rebuild_lag": {"0": 5}}
     mirror.update(orjson.dumps(body))
-    assert mirror.state is Readiness.rebuilding and mirror.status() == body
+    seen.append(mirror.state)
+    assert mirror.status() == body
     mirror.update(orjson.dumps({**body, "status": "ready"}))
-    assert mirror.state is Readiness.ready
+    seen.append(mirror.state)
     mirror.update(None, ConnectionError("down"))
-    assert mirror.state is Readiness.redis_unavailable
+    seen.append(mirror.state)
+    assert seen == [Readiness.starting, Readiness.rebuilding, Readiness.ready, Readiness.redis_unavailable]
     mirror.update(None)
     assert mirror.state is Readiness.starting, "an expired status means worker 0 is not running"
     mirror.update(orjson.dumps({**body, "status": "ready", "epoch": "e0"}))
