@@ -104,7 +104,8 @@ async def _seed(client: httpx.AsyncClient, feed: str, reader: dict[str, str]) ->
 
 async def _feeds(base_url: str) -> set[str]:
     async with httpx.AsyncClient(base_url=base_url, timeout=15) as client:
-        return {f["feed"] for f in (await client.get("/v1/feeds")).json()["feeds"]}
+        fresh = {"Cache-Control": "no-cache"}  # past the gateway's micro-cache: the list as it is now
+        return {f["feed"] for f in (await client.get("/v1/feeds", headers=fresh)).json()["feeds"]}
 
 
 @dataclass(frozen=True)
