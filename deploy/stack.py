@@ -223,7 +223,10 @@ class Stack:
         conf_dir = self.run_dir / "nginx"
         for sub in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
             (conf_dir / "tmp" / sub).mkdir(parents=True, exist_ok=True)
-        (conf_dir / "cache").mkdir(exist_ok=True)
+        # A new gateway starts with an empty micro-cache: nothing a previous run (another
+        # LIVEFEED_PRIVATE_FEEDS, say) cached is served, even stale while history starts.
+        shutil.rmtree(conf_dir / "cache", ignore_errors=True)
+        (conf_dir / "cache").mkdir()
         try:
             settings = gateway_values({**os.environ, **self.env()})
         except ValueError as exc:
