@@ -5,6 +5,7 @@ Every error answer is an :class:`~shared.errors.ApiError` rendered by :func:`err
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import socket
 import sys
@@ -14,6 +15,7 @@ from typing import Any
 import fastapi_offline
 import orjson
 import uvicorn
+import uvloop
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
@@ -25,7 +27,7 @@ from starlette.types import ASGIApp, Lifespan, Message, Receive, Scope, Send
 from .breaker import Breaker, StoreUnavailable
 from .errors import ApiError
 from .models import EXTERNAL_ID_PATTERN, FEED_PATTERN, FEED_SET_PATTERN, ITEM_ID_PATTERN, TAG_PATTERN
-from .workers import STARTUP_FAILURE, worker_index
+from .workers import STARTUP_FAILURE, heartbeat, worker_index
 
 __all__ = [
     "ApiError",
@@ -179,6 +181,7 @@ def serve(app: ASGIApp, host: str, port: int, *, reuse_port: bool = False) -> No
     them (60 s): if uvicorn closed first (its default is 5 s), nginx could send a request down a
     connection at the instant it closes and answer a POST with 502, since it never retries one.
     A SIGTERM waits at most ``SHUTDOWN_S`` for running requests (uvicorn's default is forever).
+    Under a parent (:mod:`shared.workers`) a heartbeat task tells it that the event loop still runs.
 
     With ``reuse_port`` (a service of several workers, :mod:`shared.workers`) each worker binds
     the port itself with ``SO_REUSEPORT`` and the kernel spreads new connections over them.
@@ -189,8 +192,17 @@ def serve(app: ASGIApp, host: str, port: int, *, reuse_port: bool = False) -> No
                             access_log=False, proxy_headers=True, timeout_keep_alive=KEEP_ALIVE_S,
                             timeout_graceful_shutdown=SHUTDOWN_S)
     server = uvicorn.Server(config)
+    sockets = [_reuse_port_socket(host, port)] if reuse_port else None
+
+    async def run() -> None:
+        beat = asyncio.create_task(heartbeat())
+        try:
+            await server.serve(sockets=sockets)
+        finally:
+            beat.cancel()
+
     with contextlib.suppress(KeyboardInterrupt):
-        server.run(sockets=[_reuse_port_socket(host, port)] if reuse_port else None)
+        uvloop.run(run())
     if not server.started:
         sys.exit(STARTUP_FAILURE)
 

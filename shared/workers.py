@@ -12,6 +12,7 @@ With 1 worker the service runs in its own process as it always did: no parent, i
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
 import logging
@@ -24,6 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 __all__ = [
+    "BEAT_ENV",
     "INDEX_ENV",
     "MAX_WORKERS",
     "PARENT_ENV",
@@ -33,6 +35,7 @@ __all__ = [
     "WorkerSlot",
     "bind_to_parent",
     "default_workers",
+    "heartbeat",
     "supervise",
     "worker_index",
     "worker_or_supervise",
@@ -48,6 +51,14 @@ MAX_WORKERS = 64
 STOP_S = 15.0
 """How long the parent waits for its workers after passing on a SIGTERM (uvicorn cuts requests after 10 s)."""
 TICK_S = 0.2
+BEAT_ENV = "LIVEFEED_WORKER_BEAT_FD"
+"""The pipe a worker's event loop writes a byte to every :data:`BEAT_EVERY_S`, so the parent knows it still runs."""
+BEAT_EVERY_S = 1.0
+SILENT_S = 10.0
+"""A worker whose event loop has not beaten for this long is hung (stopped, wedged): it is killed and
+started again. Its port is shared, so until then the kernel still hands it new connections, which wait."""
+FIRST_BEAT_S = 60.0
+"""How long a new worker may take to beat first (imports, settings, under load)."""
 STARTUP_FAILURE = 3
 """A worker's exit code when it cannot start (a bad setting or file; uvicorn's own code for a failed
 startup): starting it again would fail the same way, so the parent stops every worker and exits with it."""
@@ -96,10 +107,25 @@ class WorkerSlot:
     started_at: float | None = None
     quick_exits: int = 0
     due_at: float | None = None
+    beat_at: float | None = None
 
     def started(self, now: float) -> None:
         self.started_at = now
         self.due_at = None
+        self.beat_at = None
+
+    def beat(self, now: float) -> None:
+        """The worker's event loop said it runs."""
+        self.beat_at = now
+
+    def hung(self, now: float) -> bool:
+        """Whether the running worker has been silent too long: :data:`SILENT_S` since its last beat, or
+        :data:`FIRST_BEAT_S` since it started without one."""
+        if self.started_at is None:
+            return False
+        if self.beat_at is None:
+            return now - self.started_at > FIRST_BEAT_S
+        return now - self.beat_at > SILENT_S
 
     def exited(self, now: float) -> float:
         """The worker exited at ``now``: how long to wait before starting it again."""
@@ -139,6 +165,23 @@ def bind_to_parent() -> None:
         raise SystemExit(1)
 
 
+async def heartbeat() -> None:
+    """Tell the parent, every :data:`BEAT_EVERY_S` until cancelled, that this worker's event loop runs.
+
+    Run it as a task beside the service; for a service alone (no ``LIVEFEED_WORKER_BEAT_FD``) it
+    returns at once. A full pipe (the parent busy) or a closed one (the parent gone) is ignored.
+    """
+    fd = os.environ.get(BEAT_ENV)
+    if fd is None:
+        return
+    beat_fd = int(fd)
+    os.set_blocking(beat_fd, False)
+    while True:
+        with contextlib.suppress(BlockingIOError, BrokenPipeError):
+            os.write(beat_fd, b".")
+        await asyncio.sleep(BEAT_EVERY_S)
+
+
 def _exit_reason(code: int) -> str:
     if code < 0:
         with contextlib.suppress(ValueError):
@@ -167,16 +210,28 @@ def supervise(argv: Sequence[str], workers: int, policy: RestartPolicy | None = 
     signal.signal(signal.SIGINT, on_signal)
     slots = [WorkerSlot(i, policy) for i in range(workers)]
     procs: dict[int, subprocess.Popen[bytes]] = {}
+    beats: dict[int, int] = {}
 
     def start(slot: WorkerSlot) -> None:
-        env = {**os.environ, INDEX_ENV: str(slot.index), PARENT_ENV: str(os.getpid())}
+        read_end, write_end = os.pipe()
+        os.set_blocking(read_end, False)
+        env = {**os.environ, INDEX_ENV: str(slot.index), PARENT_ENV: str(os.getpid()), BEAT_ENV: str(write_end)}
         try:
             procs[slot.index] = spawn(argv, env)
         except OSError as exc:
+            os.close(read_end)
             log.error("worker could not be started", extra={"worker": slot.index, "error": repr(exc),
                                                              "retry_in_s": slot.exited(time.monotonic())})
             return
+        finally:
+            os.close(write_end)
+        beats[slot.index] = read_end
         slot.started(time.monotonic())
+
+    def heard(slot: WorkerSlot, now: float) -> None:
+        with contextlib.suppress(BlockingIOError):
+            if os.read(beats[slot.index], 4096):
+                slot.beat(now)
 
     log.info("starting workers", extra={"workers": workers, "argv": list(argv)})
     for slot in slots:
@@ -186,8 +241,16 @@ def supervise(argv: Sequence[str], workers: int, policy: RestartPolicy | None = 
             now = time.monotonic()
             for slot in slots:
                 proc = procs.get(slot.index)
+                if proc is not None and slot.index in beats:
+                    heard(slot, now)
+                    if slot.hung(now):
+                        log.error("worker stopped answering: killing it", extra={
+                            "worker": slot.index, "pid": proc.pid, "silent_s": SILENT_S})
+                        proc.kill()
+                        proc.wait(5)
                 if proc is not None and (code := proc.poll()) is not None:
                     del procs[slot.index]
+                    os.close(beats.pop(slot.index))
                     if code == STARTUP_FAILURE:
                         log.error("a worker cannot start: stopping them all", extra={"worker": slot.index})
                         return STARTUP_FAILURE
@@ -200,13 +263,15 @@ def supervise(argv: Sequence[str], workers: int, policy: RestartPolicy | None = 
             time.sleep(TICK_S)
     finally:
         _stop_all(list(procs.values()))
+        for read_end in beats.values():
+            os.close(read_end)
     return 0
 
 
 def _spawn(argv: Sequence[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
     """Start one worker in a process group of its own: a signal to the parent's group (Ctrl-C, the runner's
     SIGTERM) reaches the workers once, through the parent; a second would cut uvicorn's graceful stop short."""
-    return subprocess.Popen(list(argv), env=env, process_group=0)
+    return subprocess.Popen(list(argv), env=env, process_group=0, pass_fds=(int(env[BEAT_ENV]),))
 
 
 def _stop_all(procs: list[subprocess.Popen[bytes]], timeout: float = STOP_S) -> None:

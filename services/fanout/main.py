@@ -14,7 +14,7 @@ from shared.logs import configure_logging
 from shared.metrics import serve_metrics
 from shared.reader_tokens import ReadAccess
 from shared.settings import FanoutSettings
-from shared.workers import STARTUP_FAILURE, worker_or_supervise
+from shared.workers import STARTUP_FAILURE, heartbeat, worker_or_supervise
 
 from .app import run
 
@@ -26,11 +26,15 @@ log = logging.getLogger("livefeed.fanout")
 
 async def _serve(settings: FanoutSettings, access: ReadAccess, worker: int) -> None:
     task = asyncio.create_task(run(settings, access, worker))
+    beat = asyncio.create_task(heartbeat())
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, task.cancel)
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    try:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    finally:
+        beat.cancel()
 
 
 def main() -> None:

@@ -6,8 +6,9 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import orjson
 import pytest
@@ -155,3 +156,60 @@ def test_a_worker_that_cannot_start_stops_them_all_and_the_parent_exits_with_its
     assert time.monotonic() - started < workers.STOP_S
     assert len(spawned) == 2
     assert spawned[0].returncode == -signal.SIGTERM
+
+
+def test_a_worker_is_hung_once_silent_for_too_long() -> None:
+    slot = WorkerSlot(0)
+    slot.started(100.0)
+    assert not slot.hung(100.0 + workers.FIRST_BEAT_S)
+    assert slot.hung(100.1 + workers.FIRST_BEAT_S), "a worker that never beat"
+    slot.beat(101.0)
+    assert not slot.hung(101.0 + workers.SILENT_S)
+    assert slot.hung(101.1 + workers.SILENT_S)
+    slot.exited(200.0)
+    assert not slot.hung(10_000.0), "a worker that is not running is not hung"
+
+
+def _sleeper(argv: Sequence[str], env: dict[str, str], spawned: list[subprocess.Popen[bytes]],
+             script: str) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen([sys.executable, "-c", script], env=env, pass_fds=(int(env[workers.BEAT_ENV]),))
+    spawned.append(proc)
+    return proc
+
+
+def _supervise_for(seconds: float, spawn: Callable[[Sequence[str], dict[str, str]], subprocess.Popen[bytes]],
+                   spawned: list[subprocess.Popen[bytes]]) -> None:
+    """Run one worker under :func:`workers.supervise` for ``seconds``, then SIGTERM it as a runner would."""
+    handlers = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    stop = threading.Timer(seconds, os.kill, (os.getpid(), signal.SIGTERM))
+    stop.start()
+    try:
+        assert workers.supervise(["unused"], 1, spawn=spawn) == 0
+    finally:
+        stop.cancel()
+        signal.signal(signal.SIGTERM, handlers[0])
+        signal.signal(signal.SIGINT, handlers[1])
+        for proc in spawned:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(5)
+
+
+def test_a_worker_that_stops_beating_is_killed_and_started_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stopped or wedged worker still owns part of the shared port: new connections would wait on it."""
+    monkeypatch.setattr(workers, "FIRST_BEAT_S", 0.5)
+    spawned: list[subprocess.Popen[bytes]] = []
+    _supervise_for(3.0, lambda argv, env: _sleeper(argv, env, spawned, "import time; time.sleep(60)"), spawned)
+    assert len(spawned) >= 2
+    assert spawned[0].returncode == -signal.SIGKILL
+
+
+def test_a_worker_that_beats_is_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(workers, "FIRST_BEAT_S", 0.5)
+    monkeypatch.setattr(workers, "SILENT_S", 0.5)
+    beating = ("import os, time\nfd = int(os.environ['LIVEFEED_WORKER_BEAT_FD'])\n"
+               "while True:\n    os.write(fd, b'.')\n    time.sleep(0.1)\n")
+    spawned: list[subprocess.Popen[bytes]] = []
+    _supervise_for(2.5, lambda argv, env: _sleeper(argv, env, spawned, beating), spawned)
+    assert len(spawned) == 1
+    assert spawned[0].returncode == -signal.SIGTERM, "stopped by the parent's SIGTERM, not killed as hung"
