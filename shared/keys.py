@@ -56,8 +56,9 @@ PATTERNS: dict[str, str] = {
     "lock": "lock:{feed}:{id}",
 }
 
-REBUILT = frozenset(PATTERNS) - {"idem", "lock"}
-"""The keys history owns: a rebuild deletes and refills them from Kafka."""
+REBUILT = frozenset(PATTERNS) - {"idem", "lock", "status"}
+"""The keys history owns: a rebuild deletes and refills them from Kafka. Not its status key, which tells
+the other history workers that it is rebuilding while it does."""
 
 _PART = re.compile(r"\{(\w+)\}")
 

@@ -61,7 +61,9 @@ FIRST_BEAT_S = 60.0
 """How long a new worker may take to beat first (imports, settings, under load)."""
 STARTUP_FAILURE = 3
 """A worker's exit code when it cannot start (a bad setting or file; uvicorn's own code for a failed
-startup): starting it again would fail the same way, so the parent stops every worker and exits with it."""
+startup). Given within the policy's ``stable_s`` of the start, starting it again would fail the same
+way, so the parent stops every worker and exits with it; given later (Kafka away longer than the
+wait for it), the worker is started again like any other that exits."""
 
 _PR_SET_PDEATHSIG = 1
 
@@ -117,6 +119,11 @@ class WorkerSlot:
     def beat(self, now: float) -> None:
         """The worker's event loop said it runs."""
         self.beat_at = now
+
+    def resumed(self, now: float) -> None:
+        """The parent itself was not running (the whole tree paused): what it could not hear is no silence."""
+        if self.started_at is not None:
+            self.beat_at = now
 
     def hung(self, now: float) -> bool:
         """Whether the running worker has been silent too long: :data:`SILENT_S` since its last beat, or
@@ -236,9 +243,16 @@ def supervise(argv: Sequence[str], workers: int, policy: RestartPolicy | None = 
     log.info("starting workers", extra={"workers": workers, "argv": list(argv)})
     for slot in slots:
         start(slot)
+    last_tick = time.monotonic()
     try:
         while not stopping:
             now = time.monotonic()
+            if now - last_tick > SILENT_S / 2:
+                log.warning("the parent was paused: its workers' silence meanwhile is not counted",
+                            extra={"paused_s": round(now - last_tick, 1)})
+                for slot in slots:
+                    slot.resumed(now)
+            last_tick = now
             for slot in slots:
                 proc = procs.get(slot.index)
                 if proc is not None and slot.index in beats:
@@ -251,7 +265,8 @@ def supervise(argv: Sequence[str], workers: int, policy: RestartPolicy | None = 
                 if proc is not None and (code := proc.poll()) is not None:
                     del procs[slot.index]
                     os.close(beats.pop(slot.index))
-                    if code == STARTUP_FAILURE:
+                    if code == STARTUP_FAILURE and slot.started_at is not None \
+                            and now - slot.started_at < policy.stable_s:
                         log.error("a worker cannot start: stopping them all", extra={"worker": slot.index})
                         return STARTUP_FAILURE
                     delay = slot.exited(now)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -27,7 +28,7 @@ from .consumer import HistoryConsumer
 from .cors import CorsMiddleware
 from .deps import on_store_emptied
 from .links import PublicUrls
-from .workers import ConsumerMirror, publish_status
+from .workers import ConsumerMirror, announce_status, publish_status
 
 __all__ = ["create_app"]
 
@@ -50,9 +51,12 @@ def create_app(settings: HistorySettings | None = None, *, consume: bool = True)
         app.state.store, app.state.epoch = store, epoch
         app.state.breaker = Breaker(service="history")
         if consume:
+            several = settings.history_workers > 1
             consumer = app.state.consumer = HistoryConsumer(settings, store, epoch)
+            if several:
+                consumer.before_reset = functools.partial(announce_status, redis, consumer)
             tasks = [asyncio.create_task(consumer.run(), name="history-consumer")]
-            if settings.history_workers > 1:
+            if several:
                 tasks.append(asyncio.create_task(publish_status(redis, consumer), name="history-status"))
         else:
             mirror = app.state.consumer = ConsumerMirror(epoch)

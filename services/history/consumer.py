@@ -51,10 +51,14 @@ BACKOFF_MAX_S = 5.0
 
 
 class HistoryConsumer:
-    def __init__(self, settings: HistorySettings, store: ItemStore, epoch: str) -> None:
+    def __init__(self, settings: HistorySettings, store: ItemStore, epoch: str,
+                 before_reset: Callable[[], Awaitable[None]] | None = None) -> None:
+        """``before_reset`` is awaited once the state says ``rebuilding`` and before the store is
+        emptied: the other workers must know before they could read a partial store."""
         self.settings = settings
         self.store = store
         self.epoch = epoch
+        self.before_reset = before_reset
         self.state = Readiness.starting
         self.applied = 0
         self._consumer: AIOKafkaConsumer | None = None
@@ -187,6 +191,8 @@ class HistoryConsumer:
     async def _rebuild(self, consumer: AIOKafkaConsumer, partitions: set[TopicPartition]) -> None:
         log.warning("redis lost livefeed's data: rebuilding every feed from kafka")
         self.state = Readiness.rebuilding
+        if self.before_reset is not None:
+            await self.before_reset()
         await self.store.reset(self.epoch)
         await self.position(consumer, partitions)
 

@@ -26,7 +26,7 @@ from shared.breaker import STORE_ERRORS
 
 from .consumer import HistoryConsumer, Readiness
 
-__all__ = ["PUBLISH_EVERY_S", "STATUS_TTL_S", "ConsumerMirror", "publish_status"]
+__all__ = ["PUBLISH_EVERY_S", "STATUS_TTL_S", "ConsumerMirror", "announce_status", "publish_status"]
 
 PUBLISH_EVERY_S = 1.0
 READ_EVERY_S = 0.5
@@ -41,6 +41,14 @@ async def publish_status(redis: aioredis.Redis, consumer: HistoryConsumer) -> No
         with contextlib.suppress(*STORE_ERRORS):
             await redis.set(key, orjson.dumps(consumer.status()), px=int(STATUS_TTL_S * 1000))
         await asyncio.sleep(PUBLISH_EVERY_S)
+
+
+async def announce_status(redis: aioredis.Redis, consumer: HistoryConsumer) -> None:
+    """Worker 0, before it empties the store to rebuild it: write ``rebuilding`` now and wait until every
+    mirror has read it (two of their reads), so none serves a list from the store as it refills."""
+    with contextlib.suppress(*STORE_ERRORS):
+        await redis.set(keys.key("status"), orjson.dumps(consumer.status()), px=int(STATUS_TTL_S * 1000))
+    await asyncio.sleep(2 * READ_EVERY_S + 0.1)
 
 
 class ConsumerMirror:

@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
+import redis.asyncio as aioredis
 from websockets.asyncio.client import ClientConnection
 
 from deploy.stack import Stack
@@ -307,3 +308,42 @@ async def test_history_with_two_workers_consumes_once_and_every_worker_tells_its
             with contextlib.suppress(ProcessLookupError):  # the parent kills a worker silent for SILENT_S
                 os.kill(workers[0], signal.SIGCONT)
 
+
+
+@pytest.fixture
+async def redis(stack: Stack) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis(host=stack.topology.host, port=stack.topology.redis)
+    yield client
+    await client.aclose()
+
+
+async def test_no_history_worker_serves_a_partial_list_while_worker_0_rebuilds(
+    stack: Stack, api: httpx.AsyncClient, redis: aioredis.Redis, feed: str,
+) -> None:
+    """Redis emptied: worker 0 rebuilds from Kafka, and every worker answers 503 or the whole list, never part."""
+    t = stack.topology
+    direct = f"http://{t.host}:{t.history}"
+    async with with_workers(stack, "history", "/healthz"):
+        posted: list[dict[str, Any]] = []
+        for batch in range(10):  # enough that the rebuild refills the feed over many batches
+            posted += await asyncio.gather(*(post(api, feed, f"item {batch}.{n}") for n in range(40)))
+        want = [p["item"]["id"] for p in sorted(posted, key=lambda p: offset(p["cursor"]), reverse=True)][:200]
+
+        async def listing() -> tuple[int, list[str]]:
+            async with httpx.AsyncClient(base_url=direct, timeout=5, headers={"Connection": "close"}) as client:
+                answer = await client.get(f"/v1/feeds/{feed}/items", params={"limit": 200})
+            return answer.status_code, [i["id"] for i in answer.json()["items"]] if answer.status_code == 200 else []
+
+        deadline = time.monotonic() + 60
+        while await listing() != (200, want):
+            assert time.monotonic() < deadline, "history did not list the posts"
+            await asyncio.sleep(0.2)
+        await redis.flushdb()
+        seen: list[tuple[int, int]] = []
+        deadline = time.monotonic() + 60
+        while not seen or seen[-1] != (200, len(want)) or len(seen) < 20:
+            assert time.monotonic() < deadline, f"history was not whole again within 60 s: {seen[-5:]}"
+            status, ids = await listing()
+            seen.append((status, len(ids)))
+            assert status == 503 or ids == want, f"a partial list ({len(ids)} of {len(want)} items) was served"
+        assert any(status == 503 for status, _ in seen), "the rebuild was never seen"

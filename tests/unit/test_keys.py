@@ -25,5 +25,5 @@ def test_every_pattern_has_one_lua_function_building_the_same_name() -> None:
 
 
 def test_a_rebuild_deletes_history_keys_only() -> None:
-    assert "idem" not in keys.REBUILT and "lock" not in keys.REBUILT
+    assert "idem" not in keys.REBUILT and "lock" not in keys.REBUILT and "status" not in keys.REBUILT
     assert {"item", "list", "wm", "epoch", "op"} <= keys.REBUILT

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from services.fanout.health import WORKER_HEADER, Health
 from services.fanout.sse import sse_headers
-from services.history.consumer import Readiness
+from services.history.consumer import HistoryConsumer, Readiness
 from services.history.workers import ConsumerMirror
 from shared import workers
 from shared.settings import FanoutSettings, HistorySettings, IngestSettings
@@ -213,3 +213,54 @@ def test_a_worker_that_beats_is_left_alone(monkeypatch: pytest.MonkeyPatch) -> N
     _supervise_for(2.5, lambda argv, env: _sleeper(argv, env, spawned, beating), spawned)
     assert len(spawned) == 1
     assert spawned[0].returncode == -signal.SIGTERM, "stopped by the parent's SIGTERM, not killed as hung"
+
+
+async def test_the_consumer_tells_the_other_workers_it_rebuilds_before_it_empties_the_store() -> None:
+    """Otherwise a worker that has not heard yet serves a list from the store as it refills."""
+    events: list[str] = []
+
+    class Store:
+        async def reset(self, epoch: str) -> None:
+            events.append(f"reset {epoch}")
+
+    async def before_reset() -> None:
+        events.append(f"announced {consumer.state.value}")
+
+    consumer = HistoryConsumer(HistorySettings(), Store(), "e1", before_reset)  # type: ignore[arg-type]
+    await consumer._rebuild(None, set())
+    assert events == ["announced rebuilding", "reset e1"]
+
+
+def test_a_paused_parent_does_not_count_its_own_pause_as_its_workers_silence() -> None:
+    slot = WorkerSlot(0)
+    slot.started(100.0)
+    slot.beat(101.0)
+    slot.resumed(200.0)
+    assert not slot.hung(200.0 + workers.SILENT_S)
+
+
+def test_a_worker_that_fails_to_start_after_running_a_while_is_started_again() -> None:
+    """Exit 3 after ``stable_s`` (Kafka away longer than ingest waits for it) is an outage, not a bad setting:
+    stopping every healthy worker would turn it into a whole-service outage."""
+    spawned: list[subprocess.Popen[bytes]] = []
+
+    def spawn(argv: Sequence[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+        script = f"import sys; sys.exit({workers.STARTUP_FAILURE})" if not spawned else "import time; time.sleep(60)"
+        proc = subprocess.Popen([sys.executable, "-c", script])
+        spawned.append(proc)
+        return proc
+
+    handlers = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    stop = threading.Timer(2.5, os.kill, (os.getpid(), signal.SIGTERM))
+    stop.start()
+    try:
+        assert workers.supervise(["unused"], 1, RestartPolicy(first_s=0.1, stable_s=0.0), spawn) == 0
+    finally:
+        stop.cancel()
+        signal.signal(signal.SIGTERM, handlers[0])
+        signal.signal(signal.SIGINT, handlers[1])
+        for proc in spawned:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(5)
+    assert len(spawned) == 2 and spawned[0].returncode == workers.STARTUP_FAILURE
