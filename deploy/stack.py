@@ -294,6 +294,7 @@ http {{
         pid = self.procs[name].pid
         os.kill(pid, signal.SIGSTOP)
         try:
+            wait_stopped(pid)
             yield pid
         finally:
             os.kill(pid, signal.SIGCONT)
@@ -339,6 +340,22 @@ http {{
         self.commands[name] = (argv, env)
         self._pid_file(name).parent.mkdir(parents=True, exist_ok=True)
         self._pid_file(name).write_text(f"{proc.pid}\n")
+
+
+def wait_stopped(pid: int, timeout: float = 5.0) -> None:
+    """Wait until every thread of ``pid`` is stopped: ``kill`` returns before a busy process's threads
+    (a JVM's dozens, on loaded cores) have each taken the SIGSTOP, and until then they still answer."""
+    deadline = time.monotonic() + timeout
+    while True:
+        states = []
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError, IndexError):
+                states.append((task / "stat").read_text().rsplit(")", 1)[1].split()[0])
+        if all(state in ("T", "t") for state in states):
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"process {pid} was not stopped within {timeout:g} s: thread states {states}")
+        time.sleep(0.01)
 
 
 def fetch_kafka(log: object = print) -> Path:
