@@ -31,6 +31,7 @@ from string import Template
 from deploy.gateway import gateway_values
 from deploy.supervisor import Supervisor
 from shared import credentials as creds
+from shared.workers import exit_reason
 
 __all__ = ["KAFKA_VERSION", "REDIS_PERSISTENCE", "NamedToken", "Stack", "Topology", "main", "supervise"]
 
@@ -386,14 +387,6 @@ def _kill_leftovers(proc: subprocess.Popen[bytes]) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
 
 
-def _exit_reason(code: int) -> str:
-    if code < 0:
-        with contextlib.suppress(ValueError):
-            return f"killed by {signal.Signals(-code).name}"
-        return f"killed by signal {-code}"
-    return f"exit code {code}"
-
-
 def _need(program: str) -> str:
     path = shutil.which(program) or (f"/usr/sbin/{program}" if Path(f"/usr/sbin/{program}").exists() else None)
     if path is None:
@@ -468,7 +461,7 @@ def supervise(stack: Stack, stopping: Callable[[], bool], supervisor: Supervisor
     while not stopping():
         for name, code in stack.reap():
             restart = supervisor.exited(name, time.monotonic())
-            stack.log(f"{name} exited ({_exit_reason(code)}); restarting it in {restart.delay_s:g}s "
+            stack.log(f"{name} exited ({exit_reason(code)}); restarting it in {restart.delay_s:g}s "
                       f"(attempt {restart.attempt}; log: {stack.log_path(name)})")
         for name in supervisor.due(time.monotonic()):
             try:

@@ -35,6 +35,7 @@ __all__ = [
     "WorkerSlot",
     "bind_to_parent",
     "default_workers",
+    "exit_reason",
     "heartbeat",
     "supervise",
     "worker_index",
@@ -189,7 +190,8 @@ async def heartbeat() -> None:
         await asyncio.sleep(BEAT_EVERY_S)
 
 
-def _exit_reason(code: int) -> str:
+def exit_reason(code: int) -> str:
+    """A child's exit, in words: ``exit code 3`` or ``killed by SIGKILL`` (Popen's negative codes)."""
     if code < 0:
         with contextlib.suppress(ValueError):
             return f"killed by {signal.Signals(-code).name}"
@@ -271,7 +273,7 @@ def supervise(argv: Sequence[str], workers: int, policy: RestartPolicy | None = 
                         return STARTUP_FAILURE
                     delay = slot.exited(now)
                     log.warning("worker exited: starting it again", extra={
-                        "worker": slot.index, "pid": proc.pid, "reason": _exit_reason(code),
+                        "worker": slot.index, "pid": proc.pid, "reason": exit_reason(code),
                         "attempt": slot.quick_exits, "retry_in_s": delay})
                 if slot.due(now):
                     start(slot)

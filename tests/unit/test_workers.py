@@ -178,13 +178,13 @@ def _sleeper(argv: Sequence[str], env: dict[str, str], spawned: list[subprocess.
 
 
 def _supervise_for(seconds: float, spawn: Callable[[Sequence[str], dict[str, str]], subprocess.Popen[bytes]],
-                   spawned: list[subprocess.Popen[bytes]]) -> None:
+                   spawned: list[subprocess.Popen[bytes]], policy: RestartPolicy | None = None) -> None:
     """Run one worker under :func:`workers.supervise` for ``seconds``, then SIGTERM it as a runner would."""
     handlers = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
     stop = threading.Timer(seconds, os.kill, (os.getpid(), signal.SIGTERM))
     stop.start()
     try:
-        assert workers.supervise(["unused"], 1, spawn=spawn) == 0
+        assert workers.supervise(["unused"], 1, policy, spawn) == 0
     finally:
         stop.cancel()
         signal.signal(signal.SIGTERM, handlers[0])
@@ -250,17 +250,5 @@ def test_a_worker_that_fails_to_start_after_running_a_while_is_started_again() -
         spawned.append(proc)
         return proc
 
-    handlers = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
-    stop = threading.Timer(2.5, os.kill, (os.getpid(), signal.SIGTERM))
-    stop.start()
-    try:
-        assert workers.supervise(["unused"], 1, RestartPolicy(first_s=0.1, stable_s=0.0), spawn) == 0
-    finally:
-        stop.cancel()
-        signal.signal(signal.SIGTERM, handlers[0])
-        signal.signal(signal.SIGINT, handlers[1])
-        for proc in spawned:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait(5)
+    _supervise_for(2.5, spawn, spawned, RestartPolicy(first_s=0.1, stable_s=0.0))
     assert len(spawned) == 2 and spawned[0].returncode == workers.STARTUP_FAILURE
