@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import ctypes
 import logging
+import math
 import os
 import signal
 import subprocess
@@ -23,6 +24,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 __all__ = [
     "BEAT_ENV",
@@ -38,6 +40,7 @@ __all__ = [
     "exit_reason",
     "heartbeat",
     "supervise",
+    "usable_cpus",
     "worker_index",
     "worker_or_supervise",
 ]
@@ -69,9 +72,28 @@ wait for it), the worker is started again like any other that exits."""
 _PR_SET_PDEATHSIG = 1
 
 
+CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
+"""A cgroup v2 CPU quota: a container limited to 2 CPUs on a 64-core host must not start 64 workers."""
+
+
+def usable_cpus(online: int | None, affinity: int | None, cpu_max: str | None) -> int:
+    """The CPUs this process may use: the fewest of those online, those its affinity allows and its cgroup's
+    quota (``cpu.max``: ``"max 100000"``, or ``"200000 100000"`` for 2 CPUs, rounded up); at least 1."""
+    counts = [n for n in (online, affinity) if n]
+    fields = (cpu_max or "").split()
+    if len(fields) == 2 and fields[0] != "max" and fields[0].isdigit() and fields[1].isdigit() and int(fields[1]):
+        counts.append(math.ceil(int(fields[0]) / int(fields[1])))
+    return max(1, min(counts, default=1))
+
+
 def default_workers() -> int:
-    """The CPU count, at least 1 and at most :data:`MAX_WORKERS`: the default of every ``*_workers`` setting."""
-    return max(1, min(MAX_WORKERS, os.cpu_count() or 1))
+    """The CPUs this process may use, at most :data:`MAX_WORKERS`: the default of every ``*_workers`` setting."""
+    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    try:
+        cpu_max: str | None = CPU_MAX.read_text()
+    except OSError:
+        cpu_max = None
+    return min(MAX_WORKERS, usable_cpus(os.cpu_count(), affinity, cpu_max))
 
 
 def worker_index() -> int:

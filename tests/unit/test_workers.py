@@ -55,12 +55,22 @@ def test_a_restart_is_due_once_after_its_delay() -> None:
     assert not slot.due(100.0)
 
 
+def test_the_cpus_a_process_may_use_are_the_fewest_of_online_affinity_and_quota() -> None:
+    assert workers.usable_cpus(64, 64, "200000 100000\n") == 2, "a container limited to 2 CPUs"
+    assert workers.usable_cpus(64, 64, "150000 100000\n") == 2, "a part of a CPU counts as one"
+    assert workers.usable_cpus(8, 4, None) == 4
+    assert workers.usable_cpus(8, 8, "max 100000\n") == 8
+    assert workers.usable_cpus(8, 8, "5000 100000\n") == 1
+    assert workers.usable_cpus(None, None, None) == 1
+    assert workers.usable_cpus(8, None, "garbage") == 8
+
+
 def test_the_default_is_the_cpu_count_within_bounds(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(os, "cpu_count", lambda: None)
+    monkeypatch.setattr(workers, "usable_cpus", lambda *_: 1)
     assert default_workers() == 1
-    monkeypatch.setattr(os, "cpu_count", lambda: 512)
+    monkeypatch.setattr(workers, "usable_cpus", lambda *_: 512)
     assert default_workers() == MAX_WORKERS
-    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(workers, "usable_cpus", lambda *_: 2)
     assert default_workers() == 2
     monkeypatch.delenv("LIVEFEED_FANOUT_WORKERS", raising=False)
     assert FanoutSettings().fanout_workers == 2
