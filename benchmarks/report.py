@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from .numbers import figure
 from .peer_report import peer_markdown
 from .scenario_report import scenario_markdown
 
@@ -148,16 +149,6 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
     return targets
 
 
-def _fmt(value: Any, digits: int = 0) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:,.{digits}f}"
-    if isinstance(value, int):
-        return f"{value:,}"
-    return str(value)
-
-
 def markdown(results: dict[str, Any]) -> str:
     """The results as markdown: targets, the broadcast comparison, latency, HTTP, every step."""
     out: list[str] = []
@@ -212,9 +203,9 @@ def markdown(results: dict[str, Any]) -> str:
                     "throughput": f"{s['rate_per_s']:g} items/s (throughput)"}.get(
                 s["kind"], f"burst, {s['posted']} items in 1 s")
             out.append(f"| {what} | {s['readers']:,} | {s['acked']} | {s['deliveries']:,}/{s['expected']:,} | "
-                       f"{_fmt(s['deliveries_per_s'])} | {_fmt(s['p50_ms'], 1)} | {_fmt(s['p95_ms'], 1)} | "
-                       f"{_fmt(s['p99_ms'], 1)} | {_fmt(s['max_ms'], 1)} | {_fmt(s['server_cpu_percent'])} | "
-                       f"{_fmt(s['generator_cpu_percent'])} | {_fmt(s['machine_busy_percent'])} |")
+                       f"{figure(s['deliveries_per_s'])} | {figure(s['p50_ms'], 1)} | {figure(s['p95_ms'], 1)} | "
+                       f"{figure(s['p99_ms'], 1)} | {figure(s['max_ms'], 1)} | {figure(s['server_cpu_percent'])} | "
+                       f"{figure(s['generator_cpu_percent'])} | {figure(s['machine_busy_percent'])} |")
     if results["connects"]:
         out.append("\n### Connecting readers\n")
         out.append("| system | readers | connect/s | failed | server RSS MiB | RSS per reader KB |\n"
@@ -222,7 +213,7 @@ def markdown(results: dict[str, Any]) -> str:
         for c in results["connects"]:
             per = c["rss_per_reader_bytes"]
             per_text = "-" if per is None else f"{per / 1000:.1f}"
-            out.append(f"| {SYSTEM_LABEL[c['system']]} | {c['readers']:,} | {_fmt(c['connect_per_s'])} | "
+            out.append(f"| {SYSTEM_LABEL[c['system']]} | {c['readers']:,} | {figure(c['connect_per_s'])} | "
                        f"{c['failed']} | {c['rss_bytes'] / 2**20:,.0f} | {per_text} |")
     if results["http"]:
         out.append("\n### HTTP\n")
@@ -230,9 +221,9 @@ def markdown(results: dict[str, Any]) -> str:
                    "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
         for name, h in results["http"].items():
             what = "ingest POST (acks=all)" if name == "ingest" else "history GET via gateway"
-            out.append(f"| {what} | {h['tool']} | {h['connections']} | {_fmt(h['per_second'])} | "
-                       f"{_fmt(h['p50_ms'], 1)} | {_fmt(h['p99_ms'], 1)} | {h['non_2xx']} | "
-                       f"{_fmt(h['server_cpu_percent'])} |")
+            out.append(f"| {what} | {h['tool']} | {h['connections']} | {figure(h['per_second'])} | "
+                       f"{figure(h['p50_ms'], 1)} | {figure(h['p99_ms'], 1)} | {h['non_2xx']} | "
+                       f"{figure(h['server_cpu_percent'])} |")
     out.append(scenario_markdown(results))
     if results["notes"]:
         out.append("\nNotes: " + " ".join(results["notes"]))

@@ -8,17 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from .numbers import figure as _f
+
 __all__ = ["scenario_markdown", "scenario_targets"]
-
-
-def _f(value: Any, digits: int = 0) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:,.{digits}f}"
-    if isinstance(value, int):
-        return f"{value:,}"
-    return str(value)
 
 
 def scenario_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
