@@ -157,6 +157,12 @@ async def test_readers_that_drop_and_resume_see_exactly_the_published_sequence(
 
     reader_tasks = [asyncio.create_task(run_reader(r)) for r in readers]
     await asyncio.gather(*(writer(f, 60) for f in feeds for _ in range(3)))
+    # On a fast run the writers can finish before a slow-starting SSE reader has resumed a few
+    # times: keep every reader cycling (each session resumes from its cursor) until it has.
+    deadline = time.monotonic() + 30
+    while any(reader.connections <= 3 for reader in readers):
+        assert time.monotonic() < deadline, "a reader never got to reconnect three times"
+        await asyncio.sleep(0.1)
     publishing.clear()
     await asyncio.wait_for(asyncio.gather(*reader_tasks), 30)
 
