@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 __all__ = ["GATEWAY_SETTINGS", "GatewaySetting", "gateway_values"]
@@ -84,12 +84,24 @@ GATEWAY_SETTINGS: tuple[GatewaySetting, ...] = (
     ),
     GatewaySetting(
         "LIVEFEED_GATEWAY_TRUSTED_PROXY", "unix:",
-        "Address or CIDR of a proxy in front of the gateway whose X-Forwarded-For names the client; "
-        "unix: trusts none.",
+        "Address or CIDR of a proxy in front of the gateway (TLS termination) whose X-Forwarded-For names the "
+        "client and whose X-Forwarded-Proto (sent with it) names the client's scheme; unix: trusts none.",
         _ADDRESS,
     ),
 )
 """In the order of the README table."""
+
+
+LOCAL_RESOLVER = "127.0.0.1"
+"""The template's resolver where every upstream server is an address (the local runner): nginx
+needs one to start, and asks it nothing."""
+
+
+def servers(addresses: Sequence[str]) -> str:
+    """A ``${LIVEFEED_*_SERVERS}`` value for fixed addresses: one ``server`` line per instance."""
+    if not addresses:
+        raise ValueError("an upstream needs at least one server address")
+    return " ".join(f"server {address};" for address in addresses)
 
 
 def gateway_values(env: Mapping[str, str]) -> dict[str, str]:

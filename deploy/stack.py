@@ -11,6 +11,7 @@ The tests drive :class:`Stack` directly, on other ports.
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import fcntl
 import json
@@ -23,17 +24,21 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from string import Template
 
-from deploy.gateway import gateway_values
+from deploy.gateway import LOCAL_RESOLVER, gateway_values, servers
 from deploy.supervisor import Supervisor
 from shared import credentials as creds
+from shared.kafka import min_insync_replicas
 from shared.workers import exit_reason
 
-__all__ = ["KAFKA_VERSION", "REDIS_PERSISTENCE", "NamedToken", "Stack", "Topology", "main", "supervise"]
+__all__ = [
+    "KAFKA_VERSION", "MAX_KAFKA_BROKERS", "REDIS_PERSISTENCE", "NamedToken", "Stack", "Topology", "main", "supervise",
+]
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -41,8 +46,17 @@ KAFKA_VERSION = "4.1.1"
 CACHE = Path(os.environ.get("LIVEFEED_CACHE", Path.home() / ".cache" / "livefeed"))
 SERVICES = ("ingest", "history", "fanout")
 START_ORDER = ("redis", "kafka", *SERVICES, "gateway")
+MAX_KAFKA_BROKERS = 4
+"""Broker n listens on the first broker's two ports plus 2(n - 1): four fit below the metrics ports (9101)."""
 DEMO_TOKEN = "demo-newsroom-token"
 DEMO_NAME = "demo"
+INSTANCE_PORT_STEP = 10
+"""Instance i of a service listens 10 * (i - 1) above the first: the services' ports end in 1 to 4, the
+gateway's in 0, so no count of instances reaches another's."""
+MAX_INSTANCES = 8
+"""The most instances of a service the runner starts: eight stay below the gateway's port (8080)."""
+INSTANCE_METRICS_STEP = 1_000
+"""Instance i's metrics ports start 1000 * (i - 1) above the first's, past every service's block of 100."""
 REDIS_PERSISTENCE = ("--appendonly", "yes", "--appendfsync", "everysec", "--save", "")
 """Redis keeps idempotency keys (and history) across a restart in its append-only file, synced
 every second: a killed redis-server loses no acknowledged write, a lost machine at most the
@@ -60,6 +74,8 @@ class Topology:
     fanout_sse: int = 8004
     kafka: int = 9092
     kafka_controller: int = 9093
+    kafka_brokers: int = 1
+    """Kafka nodes, each a broker and a controller: 1, or a cluster (3 tolerates losing one)."""
     redis: int = 6380
     ingest_metrics: int = 9101
     history_metrics: int = 9201
@@ -67,6 +83,12 @@ class Topology:
     """Each service's metrics port is its first worker's; worker i serves on it plus i. Blocks of 100
     keep the workers of different services apart up to ``shared.workers.MAX_WORKERS`` each."""
     host: str = "127.0.0.1"
+    ingest_instances: int = 1
+    history_instances: int = 1
+    fanout_instances: int = 1
+    """Processes of each service (``up --fanout N``), each with its workers: instance i (from 1) listens on
+    the service's ports plus ``INSTANCE_PORT_STEP`` * (i - 1), and serves metrics on the service's metrics
+    port plus ``INSTANCE_METRICS_STEP`` * (i - 1), clear of the other services' ports and workers."""
 
     @classmethod
     def shifted(cls, by: int) -> Topology:
@@ -82,6 +104,45 @@ class Topology:
     @property
     def base_url(self) -> str:
         return f"http://{self.host}:{self.gateway}"
+
+    def instances(self, service: str) -> list[str]:
+        """The process names of ``service``'s instances: the first keeps the plain name (``fanout``,
+        ``fanout-2``, ...), so one instance is named as it always was."""
+        count: int = getattr(self, f"{service}_instances")
+        return [service] + [f"{service}-{i}" for i in range(2, count + 1)]
+
+    def ports(self, name: str) -> dict[str, int]:
+        """The ports of instance ``name`` (``history-2``), by what they serve: ``http`` (and ``sse``), ``metrics``."""
+        service, _, number = name.partition("-")
+        step = int(number or 1) - 1
+        ports = {"http": getattr(self, service) + INSTANCE_PORT_STEP * step,
+                 "metrics": getattr(self, f"{service}_metrics") + INSTANCE_METRICS_STEP * step}
+        if service == "fanout":
+            ports["sse"] = self.fanout_sse + INSTANCE_PORT_STEP * step
+        return ports
+
+    def addresses(self, service: str, port: str = "http") -> list[str]:
+        """``host:port`` of every instance of ``service`` (``port="sse"``: the fanouts' SSE ports), for the gateway."""
+        return [f"{self.host}:{self.ports(name)[port]}" for name in self.instances(service)]
+
+    @property
+    def kafka_nodes(self) -> dict[str, tuple[int, int, int]]:
+        """Each Kafka node's process name (``kafka``, ``kafka-2``, ...) -> (node id, client port, controller port)."""
+        if not 1 <= self.kafka_brokers <= MAX_KAFKA_BROKERS:
+            raise ValueError(f"kafka_brokers must be 1 to {MAX_KAFKA_BROKERS}, not {self.kafka_brokers}")
+        return {("kafka" if n == 1 else f"kafka-{n}"): (n, self.kafka + 2 * (n - 1),
+                                                        self.kafka_controller + 2 * (n - 1))
+                for n in range(1, self.kafka_brokers + 1)}
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        """Every broker's address, comma-separated: a client that finds one down asks the next."""
+        return ",".join(f"{self.host}:{port}" for _, port, _ in self.kafka_nodes.values())
+
+    @property
+    def topic_replication(self) -> int:
+        """The replication factor of the topics: 3 on a cluster of 3 or more, else one per broker."""
+        return min(3, self.kafka_brokers)
 
 
 @dataclass(frozen=True)
@@ -123,7 +184,8 @@ class Stack:
         """The ``LIVEFEED_*`` environment every service gets (the README table lists them)."""
         t = self.topology
         env = {
-            "LIVEFEED_KAFKA_BOOTSTRAP": f"{t.host}:{t.kafka}",
+            "LIVEFEED_KAFKA_BOOTSTRAP": t.kafka_bootstrap,
+            "LIVEFEED_TOPIC_REPLICATION_FACTOR": str(t.topic_replication),
             "LIVEFEED_REDIS_URL": f"redis://{t.host}:{t.redis}/0",
             "LIVEFEED_CREDENTIALS_FILE": str(self.credentials_path),
             "LIVEFEED_INGEST_HOST": t.host,
@@ -169,13 +231,24 @@ class Stack:
         self.write_credentials()
         self.start_redis()
         self.start_kafka()
-        for name in SERVICES:
-            self.start_service(name)
+        for service in SERVICES:
+            for name in self.topology.instances(service):
+                self.start_service(name)
         self.start_gateway()
 
     def stop(self) -> None:
-        """Stop every process, in the reverse of the start order (a restarted one is not stopped first)."""
+        """Stop every process, in the reverse of the start order (a restarted one is not stopped first).
+
+        A cluster's Kafka nodes are all signalled at once: stopped one by one, the last ones would
+        wait out the timeout for a controller quorum that has already gone.
+        """
         for name in sorted(self.procs, key=_start_rank, reverse=True):
+            if name in self.topology.kafka_nodes:
+                for node in self.topology.kafka_nodes:
+                    proc = self.procs.get(node)
+                    if proc is not None and proc.poll() is None:
+                        with contextlib.suppress(ProcessLookupError):
+                            os.killpg(proc.pid, signal.SIGTERM)
             self.stop_process(name)
 
     def start_redis(self) -> None:
@@ -190,32 +263,90 @@ class Stack:
         _wait_port(self.topology.host, self.topology.redis, 30, "redis")
 
     def start_kafka(self) -> None:
+        """Start every Kafka node, then wait for each: a cluster's nodes only open their client
+        port once a majority of the controller quorum is up."""
+        commands = {name: self._kafka_commands(name) for name in self.topology.kafka_nodes}
+        formats = [subprocess.Popen(fmt, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                   for _, fmt in commands.values() if fmt is not None]
+        for fmt in formats:
+            _, err = fmt.communicate(timeout=120)
+            if fmt.returncode != 0:
+                raise RuntimeError(f"formatting Kafka's storage failed: {err.decode(errors='replace')[-500:]}")
+        for name, (run, _) in commands.items():
+            self._spawn(name, run)
+        for name in commands:
+            self._wait_kafka(name)
+
+    def start_broker(self, name: str) -> None:
+        """Start one Kafka node (``kafka``, ``kafka-2``, ...) of a running cluster again, and wait for it."""
+        run, fmt = self._kafka_commands(name)
+        if fmt is not None:
+            subprocess.run(fmt, check=True, capture_output=True, timeout=120)
+        self._spawn(name, run)
+        self._wait_kafka(name)
+
+    def _wait_kafka(self, name: str) -> None:
+        _, port, _ = self.topology.kafka_nodes[name]
+        _wait_port(self.topology.host, port, 90, name)
+
+    def _kafka_commands(self, name: str) -> tuple[list[str], list[str] | None]:
+        """Write node ``name``'s server.properties; return the command that runs it, and the one that
+        formats its log dir first if it is new (with the cluster's one id)."""
+        t = self.topology
         libs = fetch_kafka(log=self.log)
-        data = self.run_dir / "kafka" / "data"
-        props = self.run_dir / "kafka" / "server.properties"
+        node_id, port, controller_port = t.kafka_nodes[name]
+        data = self.run_dir / name / "data"
+        props = self.run_dir / name / "server.properties"
         props.parent.mkdir(parents=True, exist_ok=True)
+        voters = ",".join(f"{n}@{t.host}:{c}" for n, _, c in t.kafka_nodes.values())
+        replication = t.topic_replication
         props.write_text(
             Template((DEPLOY / "kafka" / "server.properties").read_text()).substitute(
-                KAFKA_PORT=self.topology.kafka,
-                KAFKA_CONTROLLER_PORT=self.topology.kafka_controller,
+                KAFKA_NODE_ID=node_id,
+                KAFKA_QUORUM_VOTERS=voters,
+                KAFKA_PORT=port,
+                KAFKA_CONTROLLER_PORT=controller_port,
                 KAFKA_DATA=data,
+                KAFKA_REPLICATION=replication,
+                KAFKA_MIN_ISR=min_insync_replicas(replication),
             )
         )
         java = [_need("java"), "-Xms256m", "-Xmx768m", "-XX:+UseG1GC",
                 f"-Dlog4j2.configurationFile={DEPLOY / 'kafka' / 'log4j2.yaml'}", "-cp", f"{libs}/*"]
+        fmt = None
         if not (data / "meta.properties").exists():
-            self.log("formatting kafka storage (KRaft)")
-            cluster = subprocess.run([*java, "kafka.tools.StorageTool", "random-uuid"],
-                                     check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
-            subprocess.run([*java, "kafka.tools.StorageTool", "format", "-t", cluster, "-c", str(props)],
-                           check=True, capture_output=True)
-        self._spawn("kafka", [*java, "kafka.Kafka", str(props)])
-        _wait_port(self.topology.host, self.topology.kafka, 90, "kafka")
+            self.log(f"formatting {name} storage (KRaft)")
+            fmt = [*java, "kafka.tools.StorageTool", "format", "-t", self._kafka_cluster_id(), "-c", str(props)]
+        return [*java, "kafka.Kafka", str(props)], fmt
+
+    def _kafka_cluster_id(self) -> str:
+        """The cluster id of the nodes already formatted, else a new one, kept in the run dir for every node."""
+        for name in self.topology.kafka_nodes:
+            meta = self.run_dir / name / "data" / "meta.properties"
+            with contextlib.suppress(OSError):
+                for line in meta.read_text().splitlines():
+                    if line.startswith("cluster.id="):
+                        return line.split("=", 1)[1].strip()
+        kept = self.run_dir / "kafka" / "cluster.id"
+        if not kept.exists():
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            kept.write_text(_new_cluster_id())
+        return kept.read_text().strip()
 
     def start_service(self, name: str) -> None:
-        port = {"ingest": self.topology.ingest, "history": self.topology.history, "fanout": self.topology.fanout}[name]
-        self._spawn(name, [sys.executable, "-m", f"services.{name}.main"], env=self.env())
-        _wait_http(f"http://{self.topology.host}:{port}/healthz", 90, name, self._alive(name))
+        """Start instance ``name`` of a service (``history``, ``history-2``, ...) on its own ports."""
+        service = name.partition("-")[0]
+        ports = self.topology.ports(name)
+        env = {**self.env(), f"LIVEFEED_{service.upper()}_PORT": str(ports["http"]),
+               f"LIVEFEED_{service.upper()}_METRICS_PORT": str(ports["metrics"])}
+        if "sse" in ports:
+            env["LIVEFEED_FANOUT_SSE_PORT"] = str(ports["sse"])
+        configured = {**os.environ, **env}.get("LIVEFEED_HISTORY_INSTANCE_ID")
+        if service == "history" and name != service and configured:
+            # One static member id per instance: a second member under the same id fences the first out.
+            env["LIVEFEED_HISTORY_INSTANCE_ID"] = f"{configured}-{name}"
+        self._spawn(name, [sys.executable, "-m", f"services.{service}.main"], env=env)
+        _wait_http(f"http://{self.topology.host}:{ports['http']}/healthz", 90, name, self._alive(name))
 
     def start_gateway(self) -> None:
         """Render the gateway template (its settings from the environment and ``extra_env``, as the
@@ -234,10 +365,11 @@ class Stack:
             raise RuntimeError(f"gateway settings: {exc}") from exc
         site = Template((DEPLOY / "nginx" / "livefeed.conf.template").read_text()).safe_substitute(
             settings,
-            LIVEFEED_INGEST_UPSTREAM=f"{t.host}:{t.ingest}",
-            LIVEFEED_HISTORY_UPSTREAM=f"{t.host}:{t.history}",
-            LIVEFEED_FANOUT_UPSTREAM=f"{t.host}:{t.fanout}",
-            LIVEFEED_SSE_UPSTREAM=f"{t.host}:{t.fanout_sse}",
+            LIVEFEED_INGEST_SERVERS=servers(t.addresses("ingest")),
+            LIVEFEED_HISTORY_SERVERS=servers(t.addresses("history")),
+            LIVEFEED_FANOUT_SERVERS=servers(t.addresses("fanout")),
+            LIVEFEED_SSE_SERVERS=servers(t.addresses("fanout", "sse")),
+            NGINX_LOCAL_RESOLVERS=LOCAL_RESOLVER,
             LIVEFEED_GATEWAY_PORT=f"{t.host}:{t.gateway}",
             LIVEFEED_GATEWAY_CACHE_DIR=str(conf_dir / "cache"),
         )
@@ -377,7 +509,17 @@ def fetch_kafka(log: object = print) -> Path:
     return libs
 
 
+def _new_cluster_id() -> str:
+    """A KRaft cluster id as ``kafka-storage random-uuid`` makes one: a random UUID in URL-safe base64, not
+    starting with a dash (without starting a JVM for it)."""
+    while True:
+        cluster = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster.startswith("-"):
+            return cluster
+
+
 def _start_rank(name: str) -> int:
+    name = name.partition("-")[0]
     return START_ORDER.index(name) if name in START_ORDER else len(START_ORDER)
 
 
@@ -480,10 +622,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-demo", action="store_true", help="do not post the demo items")
     parser.add_argument("--run-dir", type=Path, default=ROOT / ".run", help="logs and data (default: .run/)")
     parser.add_argument("--port-shift", type=int, default=0, help="add this to every default port")
+    parser.add_argument("--kafka-brokers", type=int, default=1, choices=range(1, MAX_KAFKA_BROKERS + 1),
+                        metavar="N", help="Kafka nodes (KRaft, each broker and controller); 3: topics replicated "
+                        "3 times, 2 in sync, so one can be lost (default: 1)")
+    for service in SERVICES:
+        parser.add_argument(f"--{service}", type=int, default=1, choices=range(1, MAX_INSTANCES + 1), metavar="N",
+                            help=f"{service} instances, each on its own ports behind the gateway (default: 1)")
     args = parser.parse_args(argv)
     own_file = os.environ.get("LIVEFEED_CREDENTIALS_FILE")
     stack = Stack(
-        topology=Topology.shifted(args.port_shift),
+        topology=replace(Topology.shifted(args.port_shift), kafka_brokers=args.kafka_brokers,
+                         ingest_instances=args.ingest, history_instances=args.history, fanout_instances=args.fanout),
         run_dir=args.run_dir.resolve(),
         token=os.environ.get("LIVEFEED_TOKEN") or (None if own_file else DEMO_TOKEN),
         credentials_file=Path(own_file).resolve() if own_file else None,

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import TopicAlreadyExistsError, for_code
 from aiokafka.partitioner import murmur2
 
 from .settings import CommonSettings
@@ -19,6 +19,7 @@ __all__ = [
     "feed_partitioner",
     "make_consumer",
     "make_producer",
+    "min_insync_replicas",
     "read_topic_epoch",
     "stop_consumer",
     "topic_epoch",
@@ -116,20 +117,38 @@ async def topic_partitions(consumer: AIOKafkaConsumer, topic: str, timeout_s: fl
         await asyncio.sleep(0.2)
 
 
+def min_insync_replicas(replicas: int) -> int:
+    """The in-sync replicas an acks=all write needs: a majority of ``replicas`` (2 of 3).
+
+    A majority survives losing a minority of brokers for writes, and any acknowledged write is on
+    a replica the next leader comes from; 1 of 1 on a single broker.
+    """
+    return replicas // 2 + 1
+
+
 async def ensure_topic(settings: CommonSettings) -> None:
-    """Create the events topic if it does not exist yet."""
+    """Create the events topic if it does not exist yet, with ``LIVEFEED_TOPIC_REPLICATION_FACTOR`` replicas.
+
+    Kafka answers a create it refuses (more replicas than live brokers, say) with an error code,
+    not an exception: it is raised here, so :func:`wait_for_kafka` retries and then names it.
+    """
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     await admin.start()
     try:
         if settings.topic in await admin.list_topics():
             return
-        try:
-            await admin.create_topics(
-                [NewTopic(settings.topic, settings.topic_partitions, 1)]
-            )
-            log.info("created topic", extra={"topic": settings.topic})
-        except TopicAlreadyExistsError:
-            pass
+        replicas = settings.topic_replication_factor
+        response = await admin.create_topics([NewTopic(
+            settings.topic, settings.topic_partitions, replicas,
+            topic_configs={"min.insync.replicas": str(min_insync_replicas(replicas))},
+        )])
+        for topic, code, *message in response.topic_errors:
+            if code == TopicAlreadyExistsError.errno:
+                return
+            if code:
+                raise for_code(code)(f"Kafka refused to create topic {topic!r} with {replicas} replicas: "
+                                     f"{message[0] if message else ''}")
+        log.info("created topic", extra={"topic": settings.topic, "replicas": replicas})
     finally:
         await admin.close()
 

@@ -105,6 +105,12 @@ class CommonSettings(BaseSettings):
     kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers, comma-separated.")
     topic: str = Field("livefeed.events", description="Kafka topic that carries every feed's events.")
     topic_partitions: int = Field(3, ge=1, description="Partitions when livefeed creates the topic.")
+    topic_replication_factor: int = Field(
+        1, ge=1,
+        description="Replicas of each partition when livefeed creates the topic (3 on a cluster of 3 or more "
+        "brokers); the topic's min.insync.replicas is then a majority of them (2 of 3), so an acknowledged write "
+        "survives the loss of a broker.",
+    )
     redis_url: str = Field("redis://127.0.0.1:6380/0", description="Redis URL for history and idempotency keys.")
     log_level: str = Field("INFO", description="Python log level.")
     retention_items: int = Field(1_000, ge=10, description="Items history keeps per feed (key events are kept apart).")

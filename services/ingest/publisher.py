@@ -15,12 +15,13 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from shared.breaker import Breaker, StoreUnavailable
 from shared.cursor import Cursor
 from shared.errors import ApiError
+from shared.kafka import feed_partitioner
 from shared.metrics import PRODUCE_SECONDS
 from shared.settings import IngestSettings
 from shared.store import ItemStore
@@ -48,9 +49,9 @@ class Publisher:
         """Publish ``event``; return its cursor once Kafka has it, or raise a 503.
 
         The whole of it takes at most ``LIVEFEED_KAFKA_TIMEOUT_S``, the reachability check
-        included (a paused broker accepts a new connection and then never answers it). A broker
-        that cannot be reached fails the write before anything is handed to the producer, so
-        that 503 means "not stored". Once handed over, the idempotent producer
+        included (a paused broker accepts a new connection and then never answers it). When the
+        broker leading the feed's partition cannot be reached, the write fails before anything is
+        handed to the producer, so that 503 means "not stored". Once handed over, the idempotent producer
         retries until Kafka takes it; if no acknowledgement comes in time the answer is a
         503 that says the outcome is unknown, and a retry with the same Idempotency-Key
         reuses the item id, so it can never make a second item.
@@ -59,7 +60,7 @@ class Publisher:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         try:
-            reachable = await asyncio.wait_for(self._kafka_reachable(), timeout)
+            reachable = await asyncio.wait_for(self._leader_reachable(event.feed), timeout)
         except TimeoutError:
             reachable = False
         if not reachable:
@@ -94,10 +95,23 @@ class Publisher:
             log.warning("write-through to redis skipped; history will apply it from kafka", extra={"feed": event.feed})
         return cursor
 
-    async def _kafka_reachable(self) -> bool:
+    async def _leader_reachable(self, feed: str) -> bool:
+        """Whether the broker leading ``feed``'s partition takes a connection, after one metadata
+        refresh if it does not: on a cluster, a dead broker's partitions move to the others within
+        seconds, and the feeds led elsewhere must not wait for it at all."""
         client = self.producer.client
-        brokers = client.cluster.brokers()
-        try:
-            return bool(brokers) and all([await client.ready(b.nodeId) for b in brokers])
-        except KafkaError:
-            return False
+        await client.add_topic(self.settings.topic)
+        for attempt in range(2):
+            if attempt:
+                await client.force_metadata_update()
+            partitions = client.cluster.partitions_for_topic(self.settings.topic)
+            if not partitions:
+                continue
+            leader = client.cluster.leader_for_partition(
+                TopicPartition(self.settings.topic, feed_partitioner(len(partitions))(feed)))
+            try:
+                if leader is not None and leader >= 0 and await client.ready(leader):
+                    return True
+            except KafkaError:
+                pass
+        return False

@@ -21,10 +21,11 @@ from shared.settings import FanoutSettings
 TEMPLATE = DEPLOY / "nginx" / "livefeed.conf.template"
 TOPOLOGY_VALUES = {
     "LIVEFEED_GATEWAY_PORT": "127.0.0.1:18080",
-    "LIVEFEED_INGEST_UPSTREAM": "127.0.0.1:18001",
-    "LIVEFEED_HISTORY_UPSTREAM": "127.0.0.1:18002",
-    "LIVEFEED_FANOUT_UPSTREAM": "127.0.0.1:18003",
-    "LIVEFEED_SSE_UPSTREAM": "127.0.0.1:18004",
+    "LIVEFEED_INGEST_SERVERS": "server 127.0.0.1:18001;",
+    "LIVEFEED_HISTORY_SERVERS": "server 127.0.0.1:18002;",
+    "LIVEFEED_FANOUT_SERVERS": "server 127.0.0.1:18003; server 127.0.0.1:18013;",
+    "LIVEFEED_SSE_SERVERS": "server 127.0.0.1:18004;",
+    "NGINX_LOCAL_RESOLVERS": "127.0.0.1",
     "LIVEFEED_GATEWAY_CACHE_DIR": "/tmp/livefeed-gateway-check-cache",
 }
 """What deploy/stack.py fills in from its Topology (compose: service names and ports)."""
@@ -80,9 +81,9 @@ def test_a_quiet_stream_outlives_many_heartbeats() -> None:
 
 
 def test_every_placeholder_is_filled_by_the_topology_or_a_gateway_setting() -> None:
-    placeholders = set(re.findall(r"\$\{(LIVEFEED_\w+)\}", TEMPLATE.read_text()))
+    placeholders = set(re.findall(r"\$\{((?:LIVEFEED|NGINX)_\w+)\}", TEMPLATE.read_text()))
     assert placeholders == set(TOPOLOGY_VALUES) | {setting.name for setting in GATEWAY_SETTINGS}
-    assert not re.search(r"\$\{LIVEFEED_\w+\}", render({}))
+    assert not re.search(r"\$\{(?:LIVEFEED|NGINX)_\w+\}", render({}))
 
 
 NGINX_ERRORS = {400, 404, 405, 408, 411, 413, 414, 494, 500, 501, 502, 503, 504, 505}

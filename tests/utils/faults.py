@@ -87,8 +87,8 @@ async def restore(stack: Stack, name: str) -> None:
     if proc is not None and proc.poll() is None:
         return
     stack.stop_process(name)
-    if name == "kafka":
-        await asyncio.to_thread(stack.start_kafka)
+    if name in stack.topology.kafka_nodes:
+        await asyncio.to_thread(stack.start_broker, name)
     else:
         await asyncio.to_thread(stack.start_service, name)
 
@@ -115,7 +115,7 @@ async def history_committed(stack: Stack, cursor: str, timeout: float) -> float 
     tp = TopicPartition("livefeed.events", int(partition))
     started = time.monotonic()
     while time.monotonic() - started < timeout and "history" not in exited(stack):
-        admin = AIOKafkaAdminClient(bootstrap_servers=f"{stack.topology.host}:{stack.topology.kafka}")
+        admin = AIOKafkaAdminClient(bootstrap_servers=stack.topology.kafka_bootstrap)
         try:
             await admin.start()
             committed = (await admin.list_consumer_group_offsets(HISTORY_GROUP, partitions=[tp])).get(tp)

@@ -16,7 +16,7 @@ Record = tuple[str, str, str, int]
 
 async def kafka_events(stack: Stack, feeds: set[str], epoch: str) -> dict[str, list[tuple[Record, frozenset[str]]]]:
     """Every event of ``feeds`` in Kafka, in order, with the tags a filter matches on."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=f"{stack.topology.host}:{stack.topology.kafka}",
+    consumer = AIOKafkaConsumer(bootstrap_servers=stack.topology.kafka_bootstrap,
                                 enable_auto_commit=False, group_id=None)
     await consumer.start()
     try:
