@@ -18,9 +18,14 @@ head:{feed}         string   cursor of the feed's last applied event          hi
 wm:{partition}      string   the partition offset history has applied         history
 op:{op}             string   the item a keyed publish made (Event.op)         history
 meta:epoch          string   the topic epoch the data belongs to              history
-meta:history-status string   the consumer's readiness, for history's workers  history
+meta:generation     string   which emptying of the store the data is from     history
+meta:rebuild        hash     partition -> offset it is rebuilt up to, pending history
+meta:history-reset  string   the history instance emptying the store (lock)   history
+meta:history-status string   an instance's consumer readiness, for its        history
+  :{instance}                workers
 idem:{scope}:{key}  hash     an Idempotency-Key's claim and answer            ingest
 lock:{feed}:{id}    string   a short lock while an item is edited             ingest
+rate:{credential}   hash     a credential's write bucket: tokens, at (us)     ingest
 =================== ======== ================================================ ==========
 
 An item's ``item:`` hash and its ``rev:`` versions live for the age limit after its last
@@ -28,7 +33,7 @@ change, whatever the per-feed list retention: an item that has left ``list:`` ca
 read, corrected or retracted. A retraction deletes ``rev:`` (retracted words are not kept).
 
 Every key starts with :data:`PREFIX`. ingest also writes history's item keys after a write
-(write-through); history rebuilds everything but ``idem:`` from Kafka.
+(write-through); history rebuilds everything but ``idem:``, ``lock:`` and ``rate:`` from Kafka.
 """
 
 from __future__ import annotations
@@ -51,14 +56,19 @@ PATTERNS: dict[str, str] = {
     "wm": "wm:{partition}",
     "op": "op:{op}",
     "epoch": "meta:epoch",
-    "status": "meta:history-status",
+    "generation": "meta:generation",
+    "rebuild": "meta:rebuild",
+    "reset": "meta:history-reset",
+    "status": "meta:history-status:{instance}",
     "idem": "idem:{scope}:{key}",
     "lock": "lock:{feed}:{id}",
+    "rate": "rate:{credential}",
 }
 
-REBUILT = frozenset(PATTERNS) - {"idem", "lock", "status"}
-"""The keys history owns: a rebuild deletes and refills them from Kafka. Not its status key, which tells
-the other history workers that it is rebuilding while it does."""
+REBUILT = frozenset(PATTERNS) - {"idem", "lock", "rate", "status", "rebuild", "reset"}
+"""The keys history owns: a rebuild deletes and refills them from Kafka. Not the keys that say a rebuild
+is under way while it is (the instances' status, the partitions still rebuilding, the lock of the
+instance emptying the store): see services/history/rebuild.py."""
 
 _PART = re.compile(r"\{(\w+)\}")
 

@@ -71,9 +71,11 @@ local pinned = ARGV[15] == '1'
 local op = ARGV[16]
 local op_ttl = tonumber(ARGV[17])
 local max_revs = tonumber(ARGV[18])
+local generation = ARGV[19]
 
 if wm_key ~= '' then
   if redis.call('EXISTS', k_epoch()) == 0 then return -1 end
+  if generation ~= '' and redis.call('GET', k_generation()) ~= generation then return -1 end
   local wm = redis.call('GET', wm_key)
   if wm and tonumber(wm) >= offset then return 0 end
 end
@@ -168,7 +170,7 @@ return applied
 
 _HEAD = keys.LUA + """
 local function head(feed)
-  if redis.call('EXISTS', k_epoch()) == 0 then return -1 end
+  if redis.call('EXISTS', k_epoch()) == 0 or redis.call('EXISTS', k_rebuild()) == 1 then return -1 end
   local h = redis.call('GET', k_head(feed))
   if not h then return false end
   local epoch, partition = string.match(h, '^([^.]+)%.(%d+)%.')
@@ -199,7 +201,7 @@ return out
 
 
 class StoreEmptied(Exception):
-    """Redis has lost livefeed's data (restarted empty, flushed): history is about to rebuild it."""
+    """Redis has lost livefeed's data (restarted empty, flushed): history is about to rebuild it, or is."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,12 +229,14 @@ class ItemStore:
         self._apply = redis.register_script(_APPLY)
         self._page = redis.register_script(_PAGE)
 
-    async def apply(self, event: Event, cursor: Cursor, *, watermark: bool = False) -> int:
+    async def apply(self, event: Event, cursor: Cursor, *, watermark: bool = False, generation: str = "") -> int:
         """Store ``event`` at ``cursor`` unless a newer version is there.
 
         Returns 1 if applied, 0 if it changed nothing, -1 if Redis lost livefeed's data
         (history must then rebuild). With ``watermark`` (history only), records the partition
-        offset and the feed's head cursor in the same step.
+        offset and the feed's head cursor in the same step; with ``generation`` too, -1 also when
+        the store was emptied since (``services/history/rebuild.py``), so a consumer positioned
+        before that never writes a watermark past what the new store holds.
         """
         item = event.item
         result = await self._apply(
@@ -255,6 +259,7 @@ class ItemStore:
                 event.op or "",
                 self.op_ttl_s,
                 MAX_REVISIONS,
+                generation,
             ]
         )
         return int(result)
@@ -288,8 +293,8 @@ class ItemStore:
         The head is the feed's partition watermark (see the module doc); it is None for a feed
         history has never seen. ``tag`` narrows to one tag; ``key_events`` and ``pinned`` read
         those items alone, however far back they are (they outlive the per-feed item limit, not
-        the age limit). Raises :class:`StoreEmptied` if Redis has lost the data, so no empty
-        answer passes as a feed.
+        the age limit). Raises :class:`StoreEmptied` if Redis has lost the data or a partition is
+        still being rebuilt (``meta:rebuild``), so no empty or partial answer passes as a feed.
         """
         top = "+inf" if before is None else f"({before}"
         rows: list[Any] = await self._page(

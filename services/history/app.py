@@ -28,6 +28,7 @@ from .consumer import HistoryConsumer
 from .cors import CorsMiddleware
 from .deps import on_store_emptied
 from .links import PublicUrls
+from .rebuild import Rebuilds
 from .workers import ConsumerMirror, announce_status, publish_status
 
 __all__ = ["create_app"]
@@ -48,18 +49,19 @@ def create_app(settings: HistorySettings | None = None, *, consume: bool = True)
         redis = make_redis(settings)
         store = ItemStore(redis, max_items=settings.retention_items, max_age_s=settings.retention_age_s,
                           op_ttl_s=settings.idempotency_ttl_s)
+        rebuilds = app.state.rebuilds = Rebuilds(redis)
         app.state.store, app.state.epoch = store, epoch
         app.state.breaker = Breaker(service="history")
+        instance = settings.instance_id()
         if consume:
-            several = settings.history_workers > 1
-            consumer = app.state.consumer = HistoryConsumer(settings, store, epoch)
-            if several:
-                consumer.before_reset = functools.partial(announce_status, redis, consumer)
+            consumer = app.state.consumer = HistoryConsumer(settings, store, epoch, rebuilds)
+            # Always announced: other instances may read this Redis, whatever this one's worker count.
+            consumer.before_reset = functools.partial(announce_status, redis, consumer, instance)
             tasks = [asyncio.create_task(consumer.run(), name="history-consumer")]
-            if several:
-                tasks.append(asyncio.create_task(publish_status(redis, consumer), name="history-status"))
+            if settings.history_workers > 1:
+                tasks.append(asyncio.create_task(publish_status(redis, consumer, instance), name="history-status"))
         else:
-            mirror = app.state.consumer = ConsumerMirror(epoch)
+            mirror = app.state.consumer = ConsumerMirror(epoch, instance)
             tasks = [asyncio.create_task(mirror.run(redis), name="history-status")]
         for task in tasks:
             task.add_done_callback(_crash_on_failure)

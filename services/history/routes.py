@@ -159,12 +159,14 @@ async def get_item(
 
 @router.get("/readyz", summary="Readiness", response_model=ReadinessBody, responses=readiness_responses())
 async def readyz(request: Request) -> Response:
-    """200 once history has caught up with Kafka; 503 while starting, rebuilding or without Redis."""
+    """200 once history has caught up with Kafka; 503 while starting, without Redis, or while any partition
+    (this instance's or another's) is rebuilding."""
     consumer: HistoryConsumer = request.app.state.consumer
     status = consumer.status()
     if status["status"] == Readiness.ready.value:
         try:
-            if await request.app.state.store.epoch() is None:
+            ledger = await request.app.state.rebuilds.read()
+            if not ledger.intact(request.app.state.epoch) or ledger.rebuilding:
                 status["status"] = Readiness.rebuilding.value
         except STORE_ERRORS as exc:
             status["status"] = Readiness.redis_unavailable.value

@@ -16,11 +16,12 @@ from pydantic import ValidationError
 
 from services.fanout.health import WORKER_HEADER, Health
 from services.fanout.sse import sse_headers
-from services.history.consumer import HistoryConsumer, Readiness
+from services.history.consumer import Readiness
 from services.history.workers import ConsumerMirror
-from shared import workers
+from shared import keys, workers
 from shared.settings import FanoutSettings, HistorySettings, IngestSettings
 from shared.workers import MAX_WORKERS, RestartPolicy, WorkerSlot, default_workers
+from tests.unit.history_fakes import P0, Consumer, SharedRedis, Store, history, kafka
 
 
 def test_a_crashing_worker_waits_longer_each_time_up_to_the_cap() -> None:
@@ -123,7 +124,7 @@ def test_fanout_health_and_stream_heads_name_the_worker() -> None:
 
 
 def test_the_mirror_tells_the_consuming_workers_status() -> None:
-    mirror = ConsumerMirror("e1")
+    mirror = ConsumerMirror("e1", "host:8002")
     seen = [mirror.state]
     body = {"status": "rebuilding", "epoch": "e1", "applied": 3, "rebuild_lag": {"0": 5}}
     mirror.update(orjson.dumps(body))
@@ -225,20 +226,31 @@ def test_a_worker_that_beats_is_left_alone(monkeypatch: pytest.MonkeyPatch) -> N
     assert spawned[0].returncode == -signal.SIGTERM, "stopped by the parent's SIGTERM, not killed as hung"
 
 
-async def test_the_consumer_tells_the_other_workers_it_rebuilds_before_it_empties_the_store() -> None:
+async def test_the_consumer_tells_the_other_workers_it_rebuilds_before_it_empties_the_store(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """Otherwise a worker that has not heard yet serves a list from the store as it refills."""
-    events: list[str] = []
-
-    class Store:
-        async def reset(self, epoch: str) -> None:
-            events.append(f"reset {epoch}")
+    redis = SharedRedis()
+    redis.flush()
+    consumer = history(Store(redis))
+    calls: list[str] = consumer.rebuilds.calls  # type: ignore[attr-defined]
 
     async def before_reset() -> None:
-        events.append(f"announced {consumer.state.value}")
+        calls.append(f"announced {consumer.state.value}")
 
-    consumer = HistoryConsumer(HistorySettings(), Store(), "e1", before_reset)  # type: ignore[arg-type]
-    await consumer._rebuild(None, set())
-    assert events == ["announced rebuilding", "reset e1"]
+    async def partitions(consumer: object, topic: str) -> set[int]:
+        return {0}
+
+    monkeypatch.setattr("services.history.consumer.topic_partitions", partitions)
+    consumer.before_reset = before_reset
+    await consumer._rebuild(kafka(Consumer(set(), ends={P0: 5})))
+    assert calls == ["claim", "begin [(0, 5)]", "announced rebuilding", "wipe", "finish"]
+
+
+def test_each_instance_publishes_its_status_under_its_own_key() -> None:
+    """Two history instances' workers must each mirror their own consumer, not the other's."""
+    assert keys.key("status", instance="host:8002") == "lf:meta:history-status:host:8002"
+    assert keys.key("status", instance="host:8002") != keys.key("status", instance="host:8012")
 
 
 def test_a_paused_parent_does_not_count_its_own_pause_as_its_workers_silence() -> None:
