@@ -171,10 +171,12 @@ class IngestSettings(CommonSettings):
         1_000, ge=1, description="Feeds that may exist at once; a post to a new feed past it is refused."
     )
     write_rate_per_s: float = Field(
-        200.0, gt=0, description="Sustained writes per second per credential, counted by each ingest worker apart "
-        "(the host allows this times LIVEFEED_INGEST_WORKERS; the gateway's write limit holds for the whole host).",
+        200.0, gt=0, description="Sustained writes per second per credential, counted in Redis across every ingest "
+        "process and worker; while Redis is unreachable each process counts its own.",
     )
-    write_burst: int = Field(400, ge=1, description="Writes a credential may burst above the rate, per ingest worker.")
+    write_burst: int = Field(
+        400, ge=1, description="Writes a credential may burst above the rate, across every ingest process."
+    )
     ingest_metrics_port: int = Field(
         9101, description="Prometheus metrics port of ingest's first worker; worker i serves on this plus i."
     )

@@ -19,12 +19,13 @@ from shared.reader_tokens import ReaderTokens
 from shared.settings import IngestSettings
 from shared.store import ItemStore, make_redis
 
-from .auth import Credentials, RateLimiter
+from .auth import Credentials
 from .context import IngestContext
 from .deps import Writer
 from .feeds import FeedCap
 from .feeds_routes import router as feeds_router
 from .idempotency import Idempotency, IdempotencyStore, LocalAnswers
+from .limits import WriteLimits
 from .publisher import Publisher
 from .ready import Probe
 from .ready import router as ready_router
@@ -64,7 +65,7 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
                                          LocalAnswers(ttl_s=settings.idempotency_ttl_s), breaker),
                 feeds=FeedCap(store, breaker, settings.max_feeds),
                 credentials=credentials,
-                limiter=RateLimiter(settings.write_rate_per_s, settings.write_burst),
+                limiter=WriteLimits.in_redis(redis, breaker, settings.write_rate_per_s, settings.write_burst),
                 reader_tokens=reader_tokens,
             )
             app.state.probe = Probe.of(producer, store)

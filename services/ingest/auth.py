@@ -1,11 +1,11 @@
-"""Who may write, and how fast: the deployment's named credentials, and a rate limit per credential.
+"""Who may write: the deployment's named credentials, and the token bucket both limits count with.
 
 :class:`Credentials` holds the credentials file (shared/credentials.py), re-read when it changes
 so ``livefeed credentials add`` needs no restart, and answers who a bearer token is. A token is
 found by its prefix and checked with argon2 off the event loop, a few at a time; a token that
 was checked in the last minute is answered from memory, so a steady writer costs no argon2, and
 a wrong one is remembered briefly, so repeating it costs nothing either. Tokens are never
-logged nor kept: the caches key on their SHA-256.
+logged nor kept: the caches key on their SHA-256. The write limit per credential is ``limits.py``.
 """
 
 from __future__ import annotations
@@ -55,7 +55,8 @@ class Credentials:
     CHECKS_PER_S = 1.0
     CHECK_BURST = 10
     """argon2 checks one client address may cause: a flood of made-up tokens from one address gets
-    429s instead of the slots every newsroom tool needs when its token is first seen."""
+    429s instead of the slots every newsroom tool needs when its token is first seen. Counted per
+    process, unlike the write limit: it guards this process's CPU, and a check here spares no other."""
 
     def __init__(self, path: Path, credentials: Iterable[Credential], signature: tuple[int, int, int], *,
                  clock: Callable[[], float] = time.monotonic, verifier: Verifier = creds.verify) -> None:

@@ -9,9 +9,10 @@ from shared.reader_tokens import ReaderTokens
 from shared.settings import IngestSettings
 from shared.store import ItemStore
 
-from .auth import Credentials, RateLimiter
+from .auth import Credentials
 from .feeds import FeedCap
 from .idempotency import Idempotency
+from .limits import WriteLimits
 from .publisher import Publisher
 
 __all__ = ["IngestContext"]
@@ -30,6 +31,6 @@ class IngestContext:
     """Publishes by ``external_id`` (CMS re-syncs): one item per feed and external_id, see ``external_ids``."""
     feeds: FeedCap
     credentials: Credentials
-    limiter: RateLimiter
+    limiter: WriteLimits
     reader_tokens: ReaderTokens | None = None
     """Mints reader tokens for private feeds; None without LIVEFEED_READER_TOKEN_KEY."""

@@ -35,7 +35,7 @@ async def _writer(request: Request, ingest: IngestDep) -> Principal:
             fields=[{"field": "Authorization", "message": "missing or unknown bearer token"}],
             headers={"WWW-Authenticate": "Bearer"},
         )
-    wait = ingest.limiter.allow(principal.name)
+    wait = await ingest.limiter.allow(principal.name)
     if wait > 0:
         raise ApiError(
             429,
