@@ -2,7 +2,7 @@
 # Installs everything livefeed needs on a fresh Debian machine, and nothing twice:
 # Debian's redis-server, nginx, Java and Maven; a virtualenv (.venv) with livefeed in it;
 # the Apache Kafka jars from Maven Central (cached in ~/.cache/livefeed).
-# With --test, also what the test suite needs: Debian's chromium and docker-compose.
+# With --test, also what the test suite needs: Debian's chromium, docker-compose and podman.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,6 +16,11 @@ command -v mvn >/dev/null || packages+=(maven)
 if [ "${1:-}" = "--test" ]; then
   command -v chromium >/dev/null || packages+=(chromium)
   command -v docker-compose >/dev/null || packages+=(docker-compose)
+  # docker-compose.yml runs in the suite through podman (deploy/podman.py), on images built from
+  # a debootstrapped Debian root (deploy/images): the engine, its runtime, network and DNS.
+  for tool in podman runc iptables debootstrap netavark aardvark-dns; do
+    [ -n "$(command -v "$tool" || ls "/usr/sbin/$tool" "/usr/lib/podman/$tool" 2>/dev/null)" ] || packages+=("$tool")
+  done
   command -v wrk >/dev/null || packages+=(wrk)
 fi
 if [ ${#packages[@]} -gt 0 ]; then

@@ -38,8 +38,13 @@ STACK_FOLDERS = frozenset({"integration", "browser", "cli", "deploy"})
 """Test folders that run against real servers: every test in them is marked ``stack``."""
 
 
+LAST_FOLDERS = frozenset({"compose"})
+"""Run after everything else: tests/compose waits for the images deploy/test.sh builds meanwhile."""
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark stack tests by their folder, and keep tests/unit free of servers."""
+    """Mark stack tests by their folder, keep tests/unit free of servers, and put LAST_FOLDERS last."""
+    items.sort(key=lambda item: item.path.relative_to(TESTS).parts[0] in LAST_FOLDERS)
     for item in items:
         folder = item.path.relative_to(TESTS).parts[0]
         if folder in STACK_FOLDERS:

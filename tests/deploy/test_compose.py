@@ -11,7 +11,6 @@ one a deliberately broken copy of the files in a tmp dir to show that it can fai
 from __future__ import annotations
 
 import ast
-import copy
 import fnmatch
 import functools
 import importlib
@@ -43,11 +42,16 @@ DOCKER_COMPOSE = shutil.which("docker-compose") or "/usr/bin/docker-compose"
 CREDENTIALS_ENV = {"LIVEFEED_CREDENTIALS_DIR": "/srv/livefeed/credentials"}
 
 UPSTREAM_PORTS = {
-    "LIVEFEED_INGEST_UPSTREAM": "LIVEFEED_INGEST_PORT",
-    "LIVEFEED_HISTORY_UPSTREAM": "LIVEFEED_HISTORY_PORT",
-    "LIVEFEED_FANOUT_UPSTREAM": "LIVEFEED_FANOUT_PORT",
-    "LIVEFEED_SSE_UPSTREAM": "LIVEFEED_FANOUT_SSE_PORT",
+    "LIVEFEED_INGEST_SERVERS": "LIVEFEED_INGEST_PORT",
+    "LIVEFEED_HISTORY_SERVERS": "LIVEFEED_HISTORY_PORT",
+    "LIVEFEED_FANOUT_SERVERS": "LIVEFEED_FANOUT_PORT",
+    "LIVEFEED_SSE_SERVERS": "LIVEFEED_FANOUT_SSE_PORT",
 }
+
+
+def upstream_servers(value: str) -> list[tuple[str, list[str]]]:
+    """The ``server`` lines of a ``LIVEFEED_*_SERVERS`` value: (address, parameters) each."""
+    return [(words[0], words[1:]) for line in value.split(";") if (words := line.split()[1:])]
 """Which service port each gateway upstream must point at (as in Stack.start_gateway)."""
 
 PROJECT_FILES = (
@@ -65,6 +69,28 @@ PACKAGES = ("shared", "services")
 # -- reading the project ----------------------------------------------------------------------
 
 
+_VARIABLE = re.compile(r"\$\{(\w+)(?::?([-?])([^}]*))?\}")
+
+
+def interpolate(value: Any, env: dict[str, str]) -> Any:
+    """Compose's variable substitution on every string of ``value``: ``${VAR}`` and ``${VAR:-default}``
+    from ``env`` only, and ``$$`` for a literal ``$``. A required ``${VAR:?error}`` is left as written
+    (check_credentials asks for one)."""
+    if isinstance(value, dict):
+        return {k: interpolate(v, env) for k, v in value.items()}
+    if isinstance(value, list):
+        return [interpolate(v, env) for v in value]
+    if not isinstance(value, str):
+        return value
+    def substitute(match: re.Match[str]) -> str:
+        name, kind, default = match.groups()
+        if kind == "?":
+            return match.group(0)
+        return env.get(name) or (default if kind == "-" else "")
+
+    return "$".join(_VARIABLE.sub(substitute, part) for part in value.split("$$"))
+
+
 @dataclass
 class Project:
     """The deploy files of one checkout (the real one, or a broken copy under tmp_path)."""
@@ -73,7 +99,9 @@ class Project:
 
     @property
     def compose(self) -> dict[str, Any]:
-        data = yaml.safe_load((self.root / COMPOSE).read_text())
+        """The compose file as compose reads it from an empty environment: every ``${VAR:-default}``
+        (an image, the published port) takes its default."""
+        data = interpolate(yaml.safe_load((self.root / COMPOSE).read_text()), {})
         assert isinstance(data, dict)
         return data
 
@@ -133,8 +161,12 @@ def setting_names(cls: type[CommonSettings]) -> dict[str, str]:
     return {env_name(cls, field): field for field in cls.model_fields}
 
 
+ENTRYPOINT_PLACEHOLDERS = {"NGINX_LOCAL_RESOLVERS": "NGINX_ENTRYPOINT_LOCAL_RESOLVERS"}
+"""Placeholders the nginx image's entrypoint fills itself, when the variable named here is set."""
+
+
 def template_placeholders(template: Path) -> set[str]:
-    return set(re.findall(r"\$\{(LIVEFEED_\w+)\}", template.read_text()))
+    return set(re.findall(r"\$\{(LIVEFEED_\w+|NGINX_\w+)\}", template.read_text()))
 
 
 def template_nginx_variables(template: Path) -> set[str]:
@@ -245,6 +277,8 @@ def check_settings(project: Project) -> list[str]:
             for key in sorted(livefeed - placeholders):
                 problems.append(f"{name}: {key} is not a placeholder of {template.name}")
             for key in sorted(placeholders - livefeed):
+                if key in ENTRYPOINT_PLACEHOLDERS and env.get(ENTRYPOINT_PLACEHOLDERS[key]):
+                    continue
                 problems.append(f"{name}: placeholder {key} of {template.name} is not set")
         elif livefeed:
             problems.append(f"{name}: sets {sorted(livefeed)} but runs no livefeed code")
@@ -284,14 +318,16 @@ def check_ports(project: Project) -> list[str]:
             continue
         env = environment(service)
         for key, value in env.items():
-            if not key.endswith("_UPSTREAM"):
+            if not key.endswith("_SERVERS"):
                 continue
             if key not in UPSTREAM_PORTS:
                 problems.append(f"{name}: no known service port for {key}")
                 continue
             owner, port = port_owner.get(UPSTREAM_PORTS[key], ("?", None))
-            if value != f"{owner}:{port}":
+            if [address for address, _ in upstream_servers(value)] != [f"{owner}:{port}"]:
                 problems.append(f"{name}: {key}={value} but {UPSTREAM_PORTS[key]} is {owner}:{port}")
+            elif any("resolve" not in params for _, params in upstream_servers(value)):
+                problems.append(f"{name}: {key}={value} is resolved once: a scaled service needs `resolve`")
         gateway_port = env.get("LIVEFEED_GATEWAY_PORT")
         published = {str(p).rsplit(":", 1)[-1].split("/")[0] if not isinstance(p, dict) else str(p["target"])
                      for p in service.get("ports") or []}
@@ -332,8 +368,8 @@ def check_dependencies(project: Project) -> list[str]:
             needs.add(host)
         if _mounts(service, project.root, template):
             for key, value in env.items():
-                if key.endswith("_UPSTREAM") and value:
-                    needs.add(value.split(":", 1)[0])
+                if key.endswith("_SERVERS") and value:
+                    needs.update(address.split(":", 1)[0] for address, _ in upstream_servers(value))
         depends = service.get("depends_on") or {}
         for dependency in sorted(needs):
             condition = depends.get(dependency, {}).get("condition") if isinstance(depends, dict) else None
@@ -478,8 +514,9 @@ def check_observability(project: Project) -> list[str]:
     for name, service in project.services.items():
         if _mounts(service, project.root, template):
             for key, value in environment(service).items():
-                if value in metrics_ports:
-                    problems.append(f"{name}: {key}={value} sends public traffic to {metrics_ports[value]}")
+                for address, _ in upstream_servers(value) if key.endswith("_SERVERS") else []:
+                    if address in metrics_ports:
+                        problems.append(f"{name}: {key} {address} sends public traffic to {metrics_ports[address]}")
     return problems
 
 
@@ -643,7 +680,7 @@ def copy_project(tmp_path: Path) -> Project:
 
 
 def _edit_compose(project: Project, edit: Callable[[dict[str, Any]], object]) -> None:
-    data = copy.deepcopy(project.compose)
+    data = yaml.safe_load((project.root / COMPOSE).read_text())
     edit(data)
     (project.root / COMPOSE).write_text(yaml.safe_dump(data, sort_keys=False))
 
@@ -689,8 +726,8 @@ BROKEN: list[tuple[str, str, Callable[[Project], object], str]] = [
      lambda p: _edit_compose(p, lambda d: _env(d, "ingest").update(LIVEFEED_INGEST_HOST="127.0.0.1")),
      "ingest: LIVEFEED_INGEST_HOST must be 0.0.0.0"),
     ("settings", "gateway placeholder missing",
-     lambda p: _edit_compose(p, lambda d: _env(d, "gateway").pop("LIVEFEED_SSE_UPSTREAM")),
-     "placeholder LIVEFEED_SSE_UPSTREAM"),
+     lambda p: _edit_compose(p, lambda d: _env(d, "gateway").pop("LIVEFEED_SSE_SERVERS")),
+     "placeholder LIVEFEED_SSE_SERVERS"),
     ("settings", "LIVEFEED_* on a service that runs none of our code",
      lambda p: _edit_compose(p, lambda d: d["services"]["redis"].update(environment={"LIVEFEED_X": "1"})),
      "redis: sets ['LIVEFEED_X']"),
@@ -705,8 +742,12 @@ BROKEN: list[tuple[str, str, Callable[[Project], object], str]] = [
      lambda p: _edit_text(p, COMPOSE, "127.0.0.1:8001/readyz", "127.0.0.1:8002/readyz"),
      "ingest: healthcheck port 8002"),
     ("ports", "upstream to the wrong port",
-     lambda p: _edit_compose(p, lambda d: _env(d, "gateway").update(LIVEFEED_SSE_UPSTREAM="fanout:8003")),
-     "LIVEFEED_SSE_UPSTREAM=fanout:8003 but LIVEFEED_FANOUT_SSE_PORT is fanout:8004"),
+     lambda p: _edit_compose(p, lambda d: _env(d, "gateway").update(
+         LIVEFEED_SSE_SERVERS="server fanout:8003 resolve;")),
+     "LIVEFEED_SSE_SERVERS=server fanout:8003 resolve; but LIVEFEED_FANOUT_SSE_PORT is fanout:8004"),
+    ("ports", "replicas resolved once",
+     lambda p: _edit_compose(p, lambda d: _env(d, "gateway").update(LIVEFEED_FANOUT_SERVERS="server fanout:8003;")),
+     "LIVEFEED_FANOUT_SERVERS=server fanout:8003; is resolved once"),
     ("ports", "gateway port not published",
      lambda p: _edit_compose(p, lambda d: d["services"]["gateway"].update(ports=["80:80"])),
      "LIVEFEED_GATEWAY_PORT=8080 is not a published container port"),
@@ -758,12 +799,16 @@ BROKEN: list[tuple[str, str, Callable[[Project], object], str]] = [
     ("gateway", "filter that catches nginx variables",
      lambda p: _edit_compose(p, lambda d: _env(d, "gateway").update(NGINX_ENVSUBST_FILTER=".")),
      "would substitute $http_host"),
+    ("settings", "no resolver for the replicas",
+     lambda p: _edit_compose(p, lambda d: _env(d, "gateway").pop("NGINX_ENTRYPOINT_LOCAL_RESOLVERS")),
+     "placeholder NGINX_LOCAL_RESOLVERS of livefeed.conf.template is not set"),
     ("observability", "liveness instead of readiness",
      lambda p: _edit_text(p, COMPOSE, "127.0.0.1:8002/readyz", "127.0.0.1:8002/healthz"),
      "history: healthcheck asks /healthz, not /readyz"),
     ("observability", "metrics behind the gateway",
-     lambda p: _edit_compose(p, lambda d: _env(d, "gateway").update(LIVEFEED_HISTORY_UPSTREAM="history:9201")),
-     "LIVEFEED_HISTORY_UPSTREAM=history:9201 sends public traffic to LIVEFEED_HISTORY_METRICS_PORT"),
+     lambda p: _edit_compose(p, lambda d: _env(d, "gateway").update(
+         LIVEFEED_HISTORY_SERVERS="server history:9201 resolve;")),
+     "LIVEFEED_HISTORY_SERVERS history:9201 sends public traffic to LIVEFEED_HISTORY_METRICS_PORT"),
     ("observability", "healthcheck on the metrics port",
      lambda p: _edit_text(p, COMPOSE, "127.0.0.1:8003/readyz", "127.0.0.1:9301/readyz"),
      "fanout: healthcheck on its metrics port 9301"),

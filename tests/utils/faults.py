@@ -199,6 +199,7 @@ class ResumingReader:
     def until(self, cursor: str) -> None:
         """Set :attr:`reached` once this reader has read ``cursor`` (at once if it already has)."""
         self._target = offset(cursor)
+        self.reached.clear()
         self._check_reached()
 
     async def run(self, ws_url: str, base_url: str, origin: str) -> None:
