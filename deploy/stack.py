@@ -342,9 +342,12 @@ class Stack:
         if "sse" in ports:
             env["LIVEFEED_FANOUT_SSE_PORT"] = str(ports["sse"])
         configured = {**os.environ, **env}.get("LIVEFEED_HISTORY_INSTANCE_ID")
-        if service == "history" and name != service and configured:
-            # One static member id per instance: a second member under the same id fences the first out.
-            env["LIVEFEED_HISTORY_INSTANCE_ID"] = f"{configured}-{name}"
+        if service == "history":
+            # A static member id per instance, the same across the runner's restarts of it, so a restarted
+            # history takes its partitions back at once; a second member under one id fences the first out.
+            default = f"{socket.gethostname()}:{ports['http']}"
+            env["LIVEFEED_HISTORY_INSTANCE_ID"] = (f"{configured}-{name}" if name != service else configured) \
+                if configured else default
         self._spawn(name, [sys.executable, "-m", f"services.{service}.main"], env=env)
         _wait_http(f"http://{self.topology.host}:{ports['http']}/healthz", 90, name, self._alive(name))
 

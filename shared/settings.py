@@ -193,7 +193,10 @@ class HistorySettings(CommonSettings):
     history_port: int = Field(8002, description="Port history listens on.")
     history_group: str = Field("livefeed-history", description="Kafka consumer group of the history service.")
     history_instance_id: str = Field(
-        "", description="Static group member id, unique per instance; empty: this host's name and history's port."
+        "", description="Static Kafka group member id, unique per instance and the same across its restarts (a "
+        "StatefulSet pod's name): a restarted member takes its partitions back at once. Empty: a dynamic member, "
+        "which leaves the group when it stops (a container's or pod's generated name would leave a ghost member "
+        "holding partitions for the session timeout after every redeploy).",
     )
 
     history_metrics_port: int = Field(
@@ -231,8 +234,12 @@ class HistorySettings(CommonSettings):
         return origin + prefix
 
     def instance_id(self) -> str:
-        """This instance's static member id: a restart under it takes its partitions back at once."""
+        """This instance's name, for its status key: the configured id, or this host's name and history's port."""
         return self.history_instance_id or f"{socket.gethostname()}:{self.history_port}"
+
+    def static_member_id(self) -> str | None:
+        """The Kafka static member id, only when one is configured (see ``history_instance_id``)."""
+        return self.history_instance_id or None
 
 
 class FanoutSettings(CommonSettings):

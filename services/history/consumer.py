@@ -105,7 +105,7 @@ class HistoryConsumer:
     async def run(self) -> None:
         """Consume until cancelled; Redis failures are waited out, never fatal."""
         consumer = make_consumer(
-            self.settings, group_id=self.settings.history_group, group_instance_id=self.settings.instance_id()
+            self.settings, group_id=self.settings.history_group, group_instance_id=self.settings.static_member_id()
         )
         self._consumer = consumer
         await consumer.start()
