@@ -14,17 +14,17 @@ mkdir -p .run
 log=.run/compose-tests.log
 echo "livefeed test: tests/compose runs in the background (images, then compose; log: $log)"
 # Its own process group, bounded: SIGINT lets pytest take the compose project down on the way out.
-setsid bash -c 'timeout -s INT -k 60 900 .venv/bin/python -m deploy.images build &&
-  timeout -s INT -k 120 900 .venv/bin/python -m pytest -p no:cacheprovider tests/compose' > "$log" 2>&1 &
+setsid bash -c 'timeout -s INT -k 60 480 .venv/bin/python -m deploy.images build &&
+  timeout -s INT -k 120 480 .venv/bin/python -m pytest -p no:cacheprovider tests/compose' > "$log" 2>&1 &
 compose=$!
 stop_compose() { kill -INT -- "-$compose" 2>/dev/null || true; }
-trap stop_compose INT TERM
+trap stop_compose INT TERM HUP EXIT
 status=0
 .venv/bin/python -m pytest --ignore=tests/compose || status=$?
 echo "livefeed test: waiting for tests/compose ($log)"
 compose_status=0
 wait "$compose" || compose_status=$?
-trap - INT TERM
+trap - INT TERM HUP EXIT
 tail -n 40 "$log"
 if [ "$compose_status" -ne 0 ]; then
   echo "livefeed test: tests/compose failed ($compose_status): the whole log is $log" >&2
