@@ -20,7 +20,7 @@ compose=$!
 stop_compose() { kill -INT -- "-$compose" 2>/dev/null || true; }
 trap stop_compose INT TERM HUP EXIT
 status=0
-.venv/bin/python -m pytest --ignore=tests/compose || status=$?
+.venv/bin/python -m pytest --ignore=tests/compose --durations=15 || status=$?
 echo "livefeed test: waiting for tests/compose ($log)"
 compose_status=0
 wait "$compose" || compose_status=$?

@@ -49,9 +49,9 @@ UPSTREAM_PORTS = {
 }
 
 
-def upstream_servers(value: str) -> list[tuple[str, list[str]]]:
+def upstream_servers(value: str | None) -> list[tuple[str, list[str]]]:
     """The ``server`` lines of a ``LIVEFEED_*_SERVERS`` value: (address, parameters) each."""
-    return [(words[0], words[1:]) for line in value.split(";") if (words := line.split()[1:])]
+    return [(words[0], words[1:]) for line in (value or "").split(";") if (words := line.split()[1:])]
 """Which service port each gateway upstream must point at (as in Stack.start_gateway)."""
 
 PROJECT_FILES = (

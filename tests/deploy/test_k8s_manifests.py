@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-import kubernetes_validate
+import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 import yaml
 
@@ -355,12 +355,12 @@ def check_settings(manifests: Manifests) -> list[str]:
         for key, value in sorted(compose_environment(twin).items()):
             if value is None or key == "LIVEFEED_KAFKA_BOOTSTRAP":
                 continue
-            item = entries.get(key)
-            if item is None:
+            entry = entries.get(key)
+            if entry is None:
                 problems.append(f"{name}: {key} is set in docker-compose.yml ({value}) but not here")
-            elif "value" in item and str(item["value"]) != value:
-                problems.append(f"{name}: {key}={item['value']} but docker-compose.yml has {value}")
-            elif "value" not in item and not (item.get("valueFrom") or {}).get("configMapKeyRef"):
+            elif "value" in entry and str(entry["value"]) != value:
+                problems.append(f"{name}: {key}={entry['value']} but docker-compose.yml has {value}")
+            elif "value" not in entry and not (entry.get("valueFrom") or {}).get("configMapKeyRef"):
                 problems.append(f"{name}: {key} comes neither from a value nor from a ConfigMap")
     return problems
 
@@ -514,7 +514,7 @@ def check_gateway(manifests: Manifests) -> list[str]:
     volumes = deployment["spec"]["template"]["spec"].get("volumes") or []
     mounted: dict[str, str] = {}
     for mount in container(deployment).get("volumeMounts") or []:
-        volume = next((v for v in volumes if v["name"] == mount["name"]), {})
+        volume: dict[str, Any] = next((v for v in volumes if v["name"] == mount["name"]), {})
         cm = volume.get("configMap") or {}
         if cm.get("name") != GATEWAY_CONFIGMAP:
             continue

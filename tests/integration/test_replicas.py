@@ -125,11 +125,14 @@ async def both_ready(stack: Stack, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     async with httpx.AsyncClient(timeout=5) as client:
         for name in stack.topology.instances("history"):
+            last = "no answer"
             while True:
                 with contextlib.suppress(httpx.TransportError):
-                    if (await client.get(f"{history_url(stack, name)}/readyz")).status_code == 200:
+                    answer = await client.get(f"{history_url(stack, name)}/readyz")
+                    if answer.status_code == 200:
                         break
-                assert time.monotonic() < deadline, f"{name} not ready within {timeout:g}s"
+                    last = f"{answer.status_code} {answer.text[:300]}"
+                assert time.monotonic() < deadline, f"{name} not ready within {timeout:g}s: {last}"
                 await asyncio.sleep(0.2)
 
 
@@ -166,7 +169,7 @@ async def test_readers_across_fanouts_and_history_through_a_member_killed_and_on
     replicas: Stack, api: httpx.AsyncClient, redis: aioredis.Redis
 ) -> None:
     stack = replicas
-    await both_ready(stack, 60)
+    await both_ready(stack, 120)
     await members_become(stack, 2, 30)
     writers = [KeyedWriter(api, feed) for feed in one_feed_per_partition()]
     await post_some(writers, 1, "first")
@@ -228,7 +231,7 @@ async def test_after_redis_loses_its_data_two_instances_rebuild_every_item_once_
     replicas: Stack, api: httpx.AsyncClient, redis: aioredis.Redis
 ) -> None:
     stack = replicas
-    await both_ready(stack, 60)
+    await both_ready(stack, 120)
     await members_become(stack, 2, 40)
     writers = [KeyedWriter(api, feed) for feed in one_feed_per_partition()]
     await post_some(writers, 40, "item")
