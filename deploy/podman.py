@@ -8,6 +8,7 @@ condition: service_healthy`` waits forever. :class:`Engine` runs them itself, wi
 healthcheck run``: the container's own check, on its own interval.
 
     python -m deploy.podman -- docker-compose up -d --build    # the engine lives as long as the command
+    python -m deploy.podman -- bash                              # a shell with DOCKER_HOST set
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
@@ -26,9 +28,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 
-__all__ = ["CONTAINERS_CONF", "SOCKET", "Engine", "configure", "main"]
+__all__ = ["CONTAINERS_CONF", "Engine", "configure", "main"]
 
-SOCKET = Path("/run/livefeed-podman/podman.sock")
 CONTAINERS_CONF = Path("/etc/containers/containers.conf")
 ENGINE_SETTINGS = """\
 # Written by livefeed's deploy/podman.py: the host refuses podman's default rlimits inside a
@@ -58,15 +59,18 @@ def _podman() -> str:
 
 
 class Engine:
-    """podman's API service on :data:`SOCKET` and the health-check runner, for a ``with`` block.
+    """podman's API service on a socket of its own and the health-check runner, for a ``with`` block.
 
-    ``env`` is what docker-compose needs (``DOCKER_HOST``). Leaving the block stops both.
+    ``env`` is what docker-compose needs (``DOCKER_HOST``). Leaving the block stops both. Each
+    engine has its own socket, so two at once (the suite's and an operator's) never cut each other
+    off; they drive the same containers.
     """
 
-    def __init__(self, socket: Path = SOCKET) -> None:
-        self.socket = socket
+    def __init__(self) -> None:
+        self._dir = Path(tempfile.mkdtemp(prefix="livefeed-podman-"))
+        self.socket = self._dir / "podman.sock"
         self.podman = _podman()
-        self.env = {**os.environ, "DOCKER_HOST": f"unix://{socket}"}
+        self.env = {**os.environ, "DOCKER_HOST": f"unix://{self.socket}"}
         self._service: subprocess.Popen[bytes] | None = None
         self._stop = threading.Event()
         self._health = threading.Thread(target=self._run_health_checks, name="podman-health", daemon=True)
@@ -74,8 +78,6 @@ class Engine:
 
     def __enter__(self) -> Engine:
         configure()
-        self.socket.parent.mkdir(parents=True, exist_ok=True)
-        self.socket.unlink(missing_ok=True)
         self._service = subprocess.Popen(
             [self.podman, "system", "service", "--time=0", f"unix://{self.socket}"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
@@ -101,7 +103,7 @@ class Engine:
             except subprocess.TimeoutExpired:
                 os.killpg(self._service.pid, signal.SIGKILL)
                 self._service.wait(5)
-        self.socket.unlink(missing_ok=True)
+        shutil.rmtree(self._dir, ignore_errors=True)
 
     def _answers(self) -> bool:
         import http.client
