@@ -156,6 +156,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args:
         print(__doc__, file=sys.stderr)
         return 2
+    def stop(signum: int, _: object) -> None:
+        raise SystemExit(128 + signum)  # subprocess.run kills the command, then the engine stops
+
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, stop)
     with Engine() as engine:
         return subprocess.run(args, env=engine.env, check=False).returncode
 
