@@ -14,15 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import signal
-import tempfile
 import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -31,12 +27,13 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError
 
-from deploy.stack import Stack, Topology
+from deploy.stack import Stack
 from shared.kafka import ensure_topic, feed_partitioner
 from shared.settings import CommonSettings
 from tests.conftest import TEST_TOKEN, bearer
 from tests.integration.test_kills import check_reader, first_records, history_settles_on, stop_all
 from tests.utils.faults import KeyedWriter, ResumingReader, crash, read_back, settle, until, wait_ready
+from tests.utils.stacks import own_stack
 
 pytestmark = pytest.mark.timeout(200)
 
@@ -58,36 +55,8 @@ RECOVERY_S = 45.0
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Stack]:
     """A whole stack on three Kafka brokers, one process per service, on its own ports and run dir."""
-    run_dir = Path(tempfile.mkdtemp(prefix="livefeed-cluster-"))
-    shift = int(os.environ.get("LIVEFEED_TEST_PORT_SHIFT", "10000")) + OWN_SHIFT
-    stack = Stack(
-        topology=replace(Topology.shifted(shift), kafka_brokers=3),
-        run_dir=run_dir,
-        token=TEST_TOKEN,
-        quiet=True,
-        extra_env={
-            "LIVEFEED_HEARTBEAT_S": "5",
-            "LIVEFEED_FANOUT_WORKERS": "1",
-            "LIVEFEED_INGEST_WORKERS": "1",
-            "LIVEFEED_HISTORY_WORKERS": "1",
-            "LIVEFEED_WRITE_RATE_PER_S": "5000",
-            "LIVEFEED_WRITE_BURST": "5000",
-            "LIVEFEED_GATEWAY_WRITE_RATE_PER_S": "5000",
-            "LIVEFEED_GATEWAY_WRITE_BURST": "5000",
-        },
-    )
-    try:
-        stack.start()
+    with own_stack(OWN_SHIFT, "livefeed-cluster-", TEST_TOKEN, kafka_brokers=3) as stack:
         yield stack
-    except BaseException:
-        for log in sorted((run_dir / "logs").glob("*.log")):
-            print(f"==== {log.name} (last 30 lines)")
-            print("\n".join(log.read_text(errors="replace").splitlines()[-30:]))
-        raise
-    finally:
-        stack.stop()
-        if os.environ.get("LIVEFEED_KEEP_TEST_RUN") is None:
-            shutil.rmtree(run_dir, ignore_errors=True)
 
 
 @pytest.fixture

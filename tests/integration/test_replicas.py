@@ -13,15 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import shutil
 import signal
-import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -29,10 +24,11 @@ import pytest
 import redis.asyncio as aioredis
 from aiokafka.admin import AIOKafkaAdminClient
 
-from deploy.stack import Stack, Topology
+from deploy.stack import Stack
 from shared.kafka import feed_partitioner
 from tests.conftest import TEST_TOKEN
 from tests.utils.faults import KeyedWriter, ResumingReader, crash, offset, restore, settle, until
+from tests.utils.stacks import own_stack
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -45,31 +41,9 @@ GROUP = "livefeed-history"
 
 @pytest.fixture(scope="module")
 def replicas() -> Iterator[Stack]:
-    run_dir = Path(tempfile.mkdtemp(prefix="livefeed-replicas-"))
-    shift = int(os.environ.get("LIVEFEED_TEST_PORT_SHIFT", "10000")) + SHIFT
-    topology = replace(Topology.shifted(shift), ingest_instances=2, history_instances=2, fanout_instances=2)
-    stack = Stack(topology=topology, run_dir=run_dir, token=TEST_TOKEN, quiet=True, extra_env={
-        "LIVEFEED_HEARTBEAT_S": "5",
-        "LIVEFEED_FANOUT_WORKERS": "1",
-        "LIVEFEED_INGEST_WORKERS": "1",
-        "LIVEFEED_HISTORY_WORKERS": "1",
-        "LIVEFEED_WRITE_RATE_PER_S": "5000",
-        "LIVEFEED_WRITE_BURST": "5000",
-        "LIVEFEED_GATEWAY_WRITE_RATE_PER_S": "5000",
-        "LIVEFEED_GATEWAY_WRITE_BURST": "5000",
-    })
-    try:
-        stack.start()
+    with own_stack(SHIFT, "livefeed-replicas-", TEST_TOKEN, ingest_instances=2, history_instances=2,
+                   fanout_instances=2) as stack:
         yield stack
-    except BaseException:
-        for log in sorted((run_dir / "logs").glob("*.log")):
-            print(f"==== {log.name} (last 30 lines)")
-            print("\n".join(log.read_text(errors="replace").splitlines()[-30:]))
-        raise
-    finally:
-        stack.stop()
-        if os.environ.get("LIVEFEED_KEEP_TEST_RUN") is None:
-            shutil.rmtree(run_dir, ignore_errors=True)
 
 
 @pytest.fixture
