@@ -80,6 +80,7 @@ class HistoryConsumer:
         self._consumer: AIOKafkaConsumer | None = None
         self._targets: dict[TopicPartition, int] = {}
         self._next: dict[TopicPartition, int] = {}
+        self._refused: set[TopicPartition] = set()
         self._elsewhere: set[int] = set()
         """Partitions the last look at Redis said were rebuilding, this instance's or not."""
         self._positioned = False
@@ -129,6 +130,7 @@ class HistoryConsumer:
                             await self._rebuild(consumer)
                             continue
                     await self._apply_batches(consumer, batches)
+                    await self._commit_refused(consumer)
                     await self._settle(consumer)
                 except STORE_ERRORS as exc:
                     self._rewind(consumer, batches)
@@ -203,7 +205,24 @@ class HistoryConsumer:
                 # and on reassignment position() resumes from Redis's watermark, not this commit.
                 log.warning("kafka commit refused; the next assignment resumes from redis",
                             extra={"partition": tp.partition, "error": repr(exc)})
+                self._refused.add(tp)
                 return
+            self._refused.discard(tp)
+
+    async def _commit_refused(self, consumer: AIOKafkaConsumer) -> None:
+        """Commit again, once this member holds them, the partitions whose last commit Kafka refused.
+
+        Their records are in Redis, so reassignment resumes after them and reads nothing new: a quiet
+        partition's committed offset would otherwise stay behind until its next record.
+        """
+        for tp in sorted(self._refused, key=lambda t: t.partition):
+            if tp not in consumer.assignment() or tp not in self._next:
+                continue
+            try:
+                await consumer.commit({tp: self._next[tp]})
+            except (CommitFailedError, IllegalStateError):
+                return
+            self._refused.discard(tp)
 
     def _rewind(self, consumer: AIOKafkaConsumer, batches: dict[TopicPartition, list[Any]]) -> None:
         """Read again every fetched record not yet committed (applying twice changes nothing)."""

@@ -182,6 +182,23 @@ async def test_a_commit_kafka_refuses_leaves_the_stored_records_stored_and_does_
     assert consumer._next == {P0: 6}
 
 
+async def test_a_refused_commit_is_made_once_the_member_holds_the_partition_again() -> None:
+    """After a long pause the last record may be stored while its commit is refused; nothing new comes
+    to commit it later (history resumes from Redis), so the commit is made again once Kafka takes it."""
+    store = Store()
+    consumer = history(store)
+    k = Consumer({P0})
+    k.refuse_commits = True
+    await consumer._apply_batches(kafka(k), {P0: [record(5)]})
+    await consumer._commit_refused(kafka(k))
+    assert k.commits == []
+    k.refuse_commits = False
+    await consumer._commit_refused(kafka(k))
+    assert k.commits == [{P0: 6}]
+    await consumer._commit_refused(kafka(k))
+    assert k.commits == [{P0: 6}], "committed once"
+
+
 async def test_a_record_that_changed_nothing_is_committed_but_not_counted() -> None:
     store = Store(answer=0)
     consumer = history(store)
