@@ -53,8 +53,9 @@ IDLE_S = 15.0
 """A stream silent this long is treated as dropped (the test stack sends a heartbeat every 5 s)."""
 HISTORY_GROUP = "livefeed-history"
 """History's consumer group (LIVEFEED_HISTORY_GROUP's default; the test stack keeps it)."""
-WRITER_RETRYABLE = frozenset({409, 429, 502, 503})
-"""Answers a keyed post is retried on: busy key, rate limit, gateway without ingest, Kafka or Redis away."""
+WRITER_RETRYABLE = frozenset({409, 429, 502, 503, 504})
+"""Answers a keyed post is retried on: busy key, rate limit, gateway without ingest, Kafka or Redis away,
+and the gateway's timeout (the write may have happened: the key makes the retry one item, as the CLI does)."""
 
 
 def offset(cursor: str) -> int:
